@@ -1,0 +1,183 @@
+"""Settings shared by every environment.
+
+Everything that differs between machines comes from the environment through
+django-environ; a malformed value raises ``ImproperlyConfigured`` naming the variable,
+so a bad deploy fails at start and not on the first request.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+
+def env_value(name, cast, **kwargs):
+    """Read ``name`` with django-environ, naming the variable when its value is malformed."""
+    try:
+        return cast(name, **kwargs)
+    except ImproperlyConfigured:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"Environment variable {name} is invalid: {exc}") from exc
+
+
+def database_from_env():
+    """The database from ``DATABASE_URL``.
+
+    The launcher (``billing_project.embedded``) sets it to the embedded PostgreSQL when the
+    developer has not; settings never start servers themselves.
+    """
+    url = env_value("DATABASE_URL", env.str, default="")
+    if not url:
+        raise ImproperlyConfigured(
+            "DATABASE_URL is not set. Start through `make demo` / `make test` (they start an "
+            "embedded PostgreSQL when it is unset) or point it at a PostgreSQL server."
+        )
+    try:
+        config = environ.Env.db_url_config(url)
+    except (ValueError, KeyError) as exc:
+        raise ImproperlyConfigured(f"Environment variable DATABASE_URL is invalid: {exc}") from exc
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "Environment variable DATABASE_URL must point at PostgreSQL (postgres://...)."
+        )
+    config["CONN_MAX_AGE"] = env_value("DB_CONN_MAX_AGE", env.int, default=60)
+    config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+SECRET_KEY = env_value("SECRET_KEY", env.str, default="")
+DEBUG = False
+ALLOWED_HOSTS = env_value("ALLOWED_HOSTS", env.list, default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_htmx",
+    "django_celery_beat",
+    # Ours, in dependency order: each may import only the ones above it.
+    "accounts",
+    "metering",
+    "invoicing",
+    "alerts",
+    "revenue",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "billing_project.urls"
+WSGI_APPLICATION = "billing_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.portal",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_env()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "portal:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Email ---------------------------------------------------------------------------
+EMAIL_BACKEND = env_value(
+    "EMAIL_BACKEND", env.str, default="django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_HOST = env_value("EMAIL_HOST", env.str, default="127.0.0.1")
+EMAIL_PORT = env_value("EMAIL_PORT", env.int, default=25)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_value("DEFAULT_FROM_EMAIL", env.str, default="Meterbook <no-reply@meterbook.local>")
+# Public base URL used in links inside emails (invitations).
+PUBLIC_BASE_URL = env_value("PUBLIC_BASE_URL", env.url, default="http://127.0.0.1:8000").geturl()
+
+# --- Celery --------------------------------------------------------------------------
+CELERY_BROKER_URL = env_value("CELERY_BROKER_URL", env.str, default="")
+CELERY_RESULT_BACKEND = env_value("CELERY_RESULT_BACKEND", env.str, default=CELERY_BROKER_URL)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_RESULT_EXPIRES = 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# --- REST API ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.permissions.HasApiKey"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "accounts.api.pagination.CreatedCursorPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "accounts.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Meterbook API",
+    "DESCRIPTION": "Usage-based billing intelligence. Authenticate with `Authorization: Bearer <api key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_value("LOG_LEVEL", env.str, default="INFO")},
+}
+
+# An invitation link stays valid this long.
+INVITATION_TTL_DAYS = env_value("INVITATION_TTL_DAYS", env.int, default=7)
