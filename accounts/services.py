@@ -291,6 +291,15 @@ def invitation_send(*, membership_id: int) -> bool:
     return True
 
 
+def invitations_unsent_ids(*, grace: timedelta = timedelta(minutes=2)) -> list[int]:
+    """Pending invitations not emailed within ``grace`` of being made: the sweep's work list."""
+    return list(
+        Membership.objects.filter(
+            accepted_at__isnull=True, invitation_sent_at__isnull=True, invited_at__lt=timezone.now() - grace
+        ).values_list("pk", flat=True)[:500]
+    )
+
+
 @transaction.atomic
 def member_change_role(*, actor: User, membership: Membership, role: str) -> Membership:
     if role not in Role.values:
