@@ -16,7 +16,10 @@ class UserAdmin(DjangoUserAdmin):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (
+            "Permissions",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
@@ -54,7 +57,11 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = [MembershipInline, ContactInline]
 
     def save_model(self, request, obj, form, change):
-        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in services.CUSTOMER_UPDATABLE_FIELDS}
+        fields = {
+            name: form.cleaned_data[name]
+            for name in form.changed_data
+            if name in services.CUSTOMER_UPDATABLE_FIELDS
+        }
         if change:
             services.customer_update(actor=request.user, customer=obj, **fields)
         else:
@@ -75,7 +82,15 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     search_fields = ["user__email", "customer__name", "customer__external_id"]
     list_select_related = ["user", "customer"]
-    readonly_fields = ["user", "customer", "role", "invited_by", "invited_at", "invitation_sent_at", "accepted_at"]
+    readonly_fields = [
+        "user",
+        "customer",
+        "role",
+        "invited_by",
+        "invited_at",
+        "invitation_sent_at",
+        "accepted_at",
+    ]
 
     def has_add_permission(self, request):
         # Team changes go through the portal's services, which audit and guard the last owner.
@@ -95,12 +110,18 @@ class ContactAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
 
     def save_model(self, request, obj, form, change):
-        fields = {name: form.cleaned_data[name] for name in services.CONTACT_FIELDS if name in form.cleaned_data}
+        fields = {
+            name: form.cleaned_data[name]
+            for name in services.CONTACT_FIELDS
+            if name in form.cleaned_data
+        }
         try:
             if change:
                 services.contact_update(actor=request.user, contact=obj, **fields)
             else:
-                obj.pk = services.contact_create(actor=request.user, customer=form.cleaned_data["customer"], **fields).pk
+                obj.pk = services.contact_create(
+                    actor=request.user, customer=form.cleaned_data["customer"], **fields
+                ).pk
         except DomainError as exc:
             messages.error(request, exc.message)
 
@@ -112,11 +133,32 @@ class ContactAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are visible, never their secrets (only a digest is stored anyway)."""
 
-    list_display = ["name", "prefix", "kind", "environment", "customer", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "kind",
+        "environment",
+        "customer",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["kind", "environment", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "key_id", "customer__name", "customer__external_id"]
     list_select_related = ["customer"]
-    fields = ["name", "prefix", "kind", "environment", "customer", "scopes", "created_by", "created_at", "last_used_at", "revoked_at", "revoked_by"]
+    fields = [
+        "name",
+        "prefix",
+        "kind",
+        "environment",
+        "customer",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+    ]
     readonly_fields = fields
     actions = ["revoke"]
 
@@ -135,7 +177,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "object_type", "object_repr", "customer_id"]
+    list_display = [
+        "created_at",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_repr",
+        "customer_id",
+    ]
     list_filter = ["action", "object_type"]
     search_fields = ["actor_label", "action", "object_repr", "object_id"]
     date_hierarchy = "created_at"

@@ -107,7 +107,9 @@ class Membership(models.Model):
 
     TENANT_PATH = "customer"
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
     invited_by = models.ForeignKey(
@@ -147,7 +149,11 @@ class Contact(models.Model):
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="contacts")
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="contacts",
     )
     name = models.CharField(max_length=200)
     persona = models.CharField(max_length=16, choices=Persona.choices)
@@ -201,7 +207,9 @@ class ApiKey(models.Model):
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=2, choices=Kind.choices)
-    environment = models.CharField(max_length=4, choices=Environment.choices, default=Environment.LIVE)
+    environment = models.CharField(
+        max_length=4, choices=Environment.choices, default=Environment.LIVE
+    )
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
     )
@@ -223,7 +231,9 @@ class ApiKey(models.Model):
         verbose_name = "API key"
         constraints = [
             models.CheckConstraint(
-                condition=(Q(kind="op", customer__isnull=True) | Q(kind="cu", customer__isnull=False)),
+                condition=(
+                    Q(kind="op", customer__isnull=True) | Q(kind="cu", customer__isnull=False)
+                ),
                 name="api_key_customer_matches_kind",
             ),
         ]
@@ -264,11 +274,21 @@ class AuditLog(models.Model):
         related_name="+",
     )
     actor_api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        ApiKey,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     actor_label = models.CharField(max_length=200, help_text="Who, as it read at the time.")
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     action = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64)
@@ -282,4 +302,5 @@ class AuditLog(models.Model):
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
     def __str__(self):
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.object_repr}"
+        when = f"{self.created_at:%Y-%m-%d %H:%M:%S}"
+        return f"{when} {self.actor_label} {self.action} {self.object_repr}"

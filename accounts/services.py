@@ -115,7 +115,7 @@ def customer_create(
     external_id: str,
     billing_email: str,
     currency: str = "USD",
-    timezone: str = "UTC",  # noqa: A002 - the customer's time zone, named as the field
+    timezone: str = "UTC",
     status: str = Customer.Status.ACTIVE,
 ) -> Customer:
     customer = Customer(
@@ -142,7 +142,11 @@ def customer_create(
 def customer_update(*, actor: Actor, customer: Customer, **changes) -> Customer:
     unknown = set(changes) - CUSTOMER_UPDATABLE_FIELDS
     if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} cannot be changed.", code="unknown_field", field=sorted(unknown)[0])
+        raise InvalidInput(
+            f"{sorted(unknown)[0]} cannot be changed.",
+            code="unknown_field",
+            field=sorted(unknown)[0],
+        )
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     before = snapshot(customer, CUSTOMER_AUDIT_FIELDS)
     for name, value in changes.items():
@@ -152,7 +156,14 @@ def customer_update(*, actor: Actor, customer: Customer, **changes) -> Customer:
     if not new:
         return customer
     _save_customer(customer)
-    audit_record(actor=actor, action="customer.updated", obj=customer, customer=customer, before=old, after=new)
+    audit_record(
+        actor=actor,
+        action="customer.updated",
+        obj=customer,
+        customer=customer,
+        before=old,
+        after=new,
+    )
     return customer
 
 
@@ -162,10 +173,14 @@ INVITATION_SALT = "accounts.invitation"
 
 
 def _owner_count(customer_id: int) -> int:
-    return Membership.objects.filter(customer_id=customer_id, role=Role.OWNER, accepted_at__isnull=False).count()
+    return Membership.objects.filter(
+        customer_id=customer_id, role=Role.OWNER, accepted_at__isnull=False
+    ).count()
 
 
-def _require_may_manage(actor_membership: Membership, target_role: str, new_role: str | None = None) -> None:
+def _require_may_manage(
+    actor_membership: Membership, target_role: str, new_role: str | None = None
+) -> None:
     """Admins manage the team, but only owners may touch an owner or make one."""
     if actor_membership.role == Role.OWNER:
         return
@@ -182,11 +197,17 @@ def member_invite(*, actor: User, customer: Customer, email: str, role: str) -> 
     user = User.objects.select_for_update().filter(email__iexact=email).first()
     if user is not None:
         if user.is_staff:
-            raise Conflict(f"{email} is a staff account and cannot join a customer.", code="email_taken", field="email")
+            raise Conflict(
+                f"{email} is a staff account and cannot join a customer.",
+                code="email_taken",
+                field="email",
+            )
         existing = Membership.objects.filter(user=user).select_related("customer").first()
         if existing is not None:
             where = "this team" if existing.customer_id == customer.pk else "another customer"
-            raise Conflict(f"{email} is already a member of {where}.", code="email_taken", field="email")
+            raise Conflict(
+                f"{email} is already a member of {where}.", code="email_taken", field="email"
+            )
         user.is_active = True
         user.set_unusable_password()
         user.save(update_fields=["is_active", "password"])
@@ -216,16 +237,25 @@ def _enqueue_invitation(membership: Membership) -> None:
 def member_resend_invitation(*, actor: User, membership: Membership) -> Membership:
     if not membership.is_pending:
         raise Conflict("This member has already accepted the invitation.", code="already_accepted")
-    Membership.objects.filter(pk=membership.pk).update(invited_at=timezone.now(), invitation_sent_at=None)
+    Membership.objects.filter(pk=membership.pk).update(
+        invited_at=timezone.now(), invitation_sent_at=None
+    )
     membership.refresh_from_db()
-    audit_record(actor=actor, action="membership.invitation_resent", obj=membership, customer=membership.customer)
+    audit_record(
+        actor=actor,
+        action="membership.invitation_resent",
+        obj=membership,
+        customer=membership.customer,
+    )
     _enqueue_invitation(membership)
     return membership
 
 
 def invitation_token(membership: Membership) -> str:
     # invited_at is part of the token, so resending an invitation invalidates the old link.
-    return signing.dumps({"m": membership.pk, "at": membership.invited_at.timestamp()}, salt=INVITATION_SALT)
+    return signing.dumps(
+        {"m": membership.pk, "at": membership.invited_at.timestamp()}, salt=INVITATION_SALT
+    )
 
 
 def invitation_from_token(token: str) -> Membership:
@@ -233,23 +263,39 @@ def invitation_from_token(token: str) -> Membership:
     try:
         data = signing.loads(token, salt=INVITATION_SALT, max_age=max_age)
     except signing.SignatureExpired as exc:
-        raise InvalidInput("This invitation has expired; ask for a new one.", code="invitation_expired") from exc
+        raise InvalidInput(
+            "This invitation has expired; ask for a new one.", code="invitation_expired"
+        ) from exc
     except signing.BadSignature as exc:
         raise NotFound("This invitation link is not valid.", code="invitation_invalid") from exc
-    membership = Membership.objects.select_related("user", "customer").filter(pk=data.get("m")).first()
-    if membership is None or membership.invited_at is None or membership.invited_at.timestamp() != data.get("at"):
+    membership = (
+        Membership.objects.select_related("user", "customer").filter(pk=data.get("m")).first()
+    )
+    if (
+        membership is None
+        or membership.invited_at is None
+        or membership.invited_at.timestamp() != data.get("at")
+    ):
         raise NotFound("This invitation link is not valid.", code="invitation_invalid")
     if not membership.is_pending:
-        raise Conflict("This invitation was already accepted; log in instead.", code="already_accepted")
+        raise Conflict(
+            "This invitation was already accepted; log in instead.", code="already_accepted"
+        )
     return membership
 
 
 @transaction.atomic
 def invitation_accept(*, token: str, password: str) -> Membership:
     membership = invitation_from_token(token)
-    membership = Membership.objects.select_for_update().select_related("user", "customer").get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("user", "customer")
+        .get(pk=membership.pk)
+    )
     if not membership.is_pending:
-        raise Conflict("This invitation was already accepted; log in instead.", code="already_accepted")
+        raise Conflict(
+            "This invitation was already accepted; log in instead.", code="already_accepted"
+        )
     try:
         validate_password(password, user=membership.user)
     except ValidationError as exc:
@@ -258,7 +304,12 @@ def invitation_accept(*, token: str, password: str) -> Membership:
     membership.user.save(update_fields=["password"])
     membership.accepted_at = timezone.now()
     membership.save(update_fields=["accepted_at"])
-    audit_record(actor=membership.user, action="membership.accepted", obj=membership, customer=membership.customer)
+    audit_record(
+        actor=membership.user,
+        action="membership.accepted",
+        obj=membership,
+        customer=membership.customer,
+    )
     return membership
 
 
@@ -272,7 +323,9 @@ def invitation_send(*, membership_id: int) -> bool:
     ).update(invitation_sent_at=timezone.now())
     if not claimed:
         return False
-    membership = Membership.objects.select_related("user", "customer", "invited_by").get(pk=membership_id)
+    membership = Membership.objects.select_related("user", "customer", "invited_by").get(
+        pk=membership_id
+    )
     link = settings.PUBLIC_BASE_URL.rstrip("/") + reverse(
         "portal:invitation_accept", kwargs={"token": invitation_token(membership)}
     )
@@ -295,7 +348,9 @@ def invitations_unsent_ids(*, grace: timedelta = timedelta(minutes=2)) -> list[i
     """Pending invitations not emailed within ``grace`` of being made: the sweep's work list."""
     return list(
         Membership.objects.filter(
-            accepted_at__isnull=True, invitation_sent_at__isnull=True, invited_at__lt=timezone.now() - grace
+            accepted_at__isnull=True,
+            invitation_sent_at__isnull=True,
+            invited_at__lt=timezone.now() - grace,
         ).values_list("pk", flat=True)[:500]
     )
 
@@ -304,35 +359,69 @@ def invitations_unsent_ids(*, grace: timedelta = timedelta(minutes=2)) -> list[i
 def member_change_role(*, actor: User, membership: Membership, role: str) -> Membership:
     if role not in Role.values:
         raise InvalidInput(f"{role!r} is not a role.", field="role")
-    membership = Membership.objects.select_for_update().select_related("customer", "user").get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("customer", "user")
+        .get(pk=membership.pk)
+    )
     if membership.role == role:
         return membership
     _require_may_manage(actor.membership, membership.role, role)
     # Lock the customer's owners so two demotions cannot both pass the check.
-    list(Membership.objects.select_for_update().filter(customer_id=membership.customer_id, role=Role.OWNER))
-    if membership.role == Role.OWNER and not membership.is_pending and _owner_count(membership.customer_id) <= 1:
-        raise Conflict("A customer needs at least one owner; make someone else owner first.", code="last_owner")
+    list(
+        Membership.objects.select_for_update().filter(
+            customer_id=membership.customer_id, role=Role.OWNER
+        )
+    )
+    if (
+        membership.role == Role.OWNER
+        and not membership.is_pending
+        and _owner_count(membership.customer_id) <= 1
+    ):
+        raise Conflict(
+            "A customer needs at least one owner; make someone else owner first.", code="last_owner"
+        )
     before = {"role": membership.role}
     membership.role = role
     membership.save(update_fields=["role"])
     audit_record(
-        actor=actor, action="membership.role_changed", obj=membership, customer=membership.customer,
-        before=before, after={"role": role},
+        actor=actor,
+        action="membership.role_changed",
+        obj=membership,
+        customer=membership.customer,
+        before=before,
+        after={"role": role},
     )
     return membership
 
 
 @transaction.atomic
 def member_remove(*, actor: User, membership: Membership) -> None:
-    membership = Membership.objects.select_for_update().select_related("customer", "user").get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("customer", "user")
+        .get(pk=membership.pk)
+    )
     _require_may_manage(actor.membership, membership.role)
-    list(Membership.objects.select_for_update().filter(customer_id=membership.customer_id, role=Role.OWNER))
-    if membership.role == Role.OWNER and not membership.is_pending and _owner_count(membership.customer_id) <= 1:
+    list(
+        Membership.objects.select_for_update().filter(
+            customer_id=membership.customer_id, role=Role.OWNER
+        )
+    )
+    if (
+        membership.role == Role.OWNER
+        and not membership.is_pending
+        and _owner_count(membership.customer_id) <= 1
+    ):
         raise Conflict("The last owner cannot be removed.", code="last_owner")
     user = membership.user
     audit_record(
-        actor=actor, action="membership.removed", obj=membership, customer=membership.customer,
-        before={"email": user.email, "role": membership.role}, after=None,
+        actor=actor,
+        action="membership.removed",
+        obj=membership,
+        customer=membership.customer,
+        before={"email": user.email, "role": membership.role},
+        after=None,
     )
     membership.delete()
     # The user row stays (audit and key history point at it) but can no longer log in.
@@ -343,7 +432,15 @@ def member_remove(*, actor: User, membership: Membership) -> None:
 
 # --- Contacts ------------------------------------------------------------------------
 
-CONTACT_FIELDS = ("name", "persona", "email", "slack_webhook_url", "teams_webhook_url", "webhook_url", "user")
+CONTACT_FIELDS = (
+    "name",
+    "persona",
+    "email",
+    "slack_webhook_url",
+    "teams_webhook_url",
+    "webhook_url",
+    "user",
+)
 
 
 def _save_contact(contact: Contact) -> None:
@@ -361,7 +458,12 @@ def _save_contact(contact: Contact) -> None:
 
 
 def _check_contact_user(contact: Contact) -> None:
-    if contact.user_id and not Membership.objects.filter(user_id=contact.user_id, customer_id=contact.customer_id).exists():
+    if (
+        contact.user_id
+        and not Membership.objects.filter(
+            user_id=contact.user_id, customer_id=contact.customer_id
+        ).exists()
+    ):
         raise InvalidInput("The linked user must be a member of the same customer.", field="user")
 
 
@@ -369,14 +471,26 @@ def _check_contact_user(contact: Contact) -> None:
 def contact_create(*, actor: Actor, customer: Customer, **fields) -> Contact:
     unknown = set(fields) - set(CONTACT_FIELDS)
     if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} is not a contact field.", code="unknown_field", field=sorted(unknown)[0])
+        raise InvalidInput(
+            f"{sorted(unknown)[0]} is not a contact field.",
+            code="unknown_field",
+            field=sorted(unknown)[0],
+        )
     contact = Contact(customer=customer, **fields)
     if not contact.channels:
-        raise InvalidInput("Give at least one channel: an email address or a webhook URL.", code="no_channel")
+        raise InvalidInput(
+            "Give at least one channel: an email address or a webhook URL.", code="no_channel"
+        )
     _check_contact_user(contact)
     _full_clean(contact)
     _save_contact(contact)
-    audit_record(actor=actor, action="contact.created", obj=contact, customer=customer, after=snapshot(contact, CONTACT_FIELDS))
+    audit_record(
+        actor=actor,
+        action="contact.created",
+        obj=contact,
+        customer=customer,
+        after=snapshot(contact, CONTACT_FIELDS),
+    )
     return contact
 
 
@@ -384,27 +498,43 @@ def contact_create(*, actor: Actor, customer: Customer, **fields) -> Contact:
 def contact_update(*, actor: Actor, contact: Contact, **changes) -> Contact:
     unknown = set(changes) - set(CONTACT_FIELDS)
     if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} is not a contact field.", code="unknown_field", field=sorted(unknown)[0])
+        raise InvalidInput(
+            f"{sorted(unknown)[0]} is not a contact field.",
+            code="unknown_field",
+            field=sorted(unknown)[0],
+        )
     contact = Contact.objects.select_for_update().select_related("customer").get(pk=contact.pk)
     before = snapshot(contact, CONTACT_FIELDS)
     for name, value in changes.items():
         setattr(contact, name, value)
     if not contact.channels:
-        raise InvalidInput("Give at least one channel: an email address or a webhook URL.", code="no_channel")
+        raise InvalidInput(
+            "Give at least one channel: an email address or a webhook URL.", code="no_channel"
+        )
     _check_contact_user(contact)
     _full_clean(contact)
     old, new = _changed(before, snapshot(contact, CONTACT_FIELDS))
     if not new:
         return contact
     _save_contact(contact)
-    audit_record(actor=actor, action="contact.updated", obj=contact, customer=contact.customer, before=old, after=new)
+    audit_record(
+        actor=actor,
+        action="contact.updated",
+        obj=contact,
+        customer=contact.customer,
+        before=old,
+        after=new,
+    )
     return contact
 
 
 @transaction.atomic
 def contact_delete(*, actor: Actor, contact: Contact) -> None:
     audit_record(
-        actor=actor, action="contact.deleted", obj=contact, customer=contact.customer,
+        actor=actor,
+        action="contact.deleted",
+        obj=contact,
+        customer=contact.customer,
         before=snapshot(contact, CONTACT_FIELDS),
     )
     contact.delete()
@@ -442,7 +572,9 @@ def api_key_create(
     if kind not in ApiKey.Kind.values:
         raise InvalidInput(f"{kind!r} is not a key kind.", field="kind")
     if environment not in ApiKey.Environment.values:
-        raise InvalidInput(f"{environment!r} is not an environment (live or test).", field="environment")
+        raise InvalidInput(
+            f"{environment!r} is not an environment (live or test).", field="environment"
+        )
     if kind == ApiKey.Kind.CUSTOMER and customer is None:
         raise InvalidInput("A customer key belongs to one customer.", field="customer")
     if kind == ApiKey.Kind.OPERATOR and customer is not None:
@@ -457,7 +589,9 @@ def api_key_create(
         if scope not in SCOPES:
             raise InvalidInput(f"{scope!r} is not a scope.", code="unknown_scope", field="scopes")
         if SCOPES[scope].operator_only and kind != ApiKey.Kind.OPERATOR:
-            raise InvalidInput(f"{scope} is for operator keys only.", code="scope_not_allowed", field="scopes")
+            raise InvalidInput(
+                f"{scope} is for operator keys only.", code="scope_not_allowed", field="scopes"
+            )
     secret = get_random_string(SECRET_LENGTH, _BASE62)
     key = ApiKey.objects.create(
         name=name[:100],
@@ -523,7 +657,9 @@ def api_key_authenticate(token: str) -> ApiKey:
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         # At most one write per key per minute, and never backwards.
-        ApiKey.objects.filter(pk=key.pk).exclude(last_used_at__gte=now - LAST_USED_RESOLUTION).update(last_used_at=now)
+        ApiKey.objects.filter(pk=key.pk).exclude(
+            last_used_at__gte=now - LAST_USED_RESOLUTION
+        ).update(last_used_at=now)
         key.last_used_at = now
     return key
 
@@ -563,12 +699,18 @@ def staff_groups_sync() -> None:
     for group_name, grants in STAFF_GROUP_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=group_name)
         codenames = [
-            (app_label, f"{action}_{model}") for app_label, model, actions in grants for action in actions
+            (app_label, f"{action}_{model}")
+            for app_label, model, actions in grants
+            for action in actions
         ]
         permissions = []
         for app_label, codename in codenames:
-            permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            permission = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
             if permission is None:
-                raise LookupError(f"Permission {app_label}.{codename} does not exist; run migrate first.")
+                raise LookupError(
+                    f"Permission {app_label}.{codename} does not exist; run migrate first."
+                )
             permissions.append(permission)
         group.permissions.set(permissions)

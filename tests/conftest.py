@@ -27,12 +27,16 @@ def customer_b(db):
 @pytest.fixture
 def owner_a(customer_a):
     """An accepted owner membership in customer A."""
-    return MembershipFactory(customer=customer_a, role="owner", user__email="owner@alpha.example.com")
+    return MembershipFactory(
+        customer=customer_a, role="owner", user__email="owner@alpha.example.com"
+    )
 
 
 @pytest.fixture
 def owner_b(customer_b):
-    return MembershipFactory(customer=customer_b, role="owner", user__email="owner@beta.example.com")
+    return MembershipFactory(
+        customer=customer_b, role="owner", user__email="owner@beta.example.com"
+    )
 
 
 @pytest.fixture

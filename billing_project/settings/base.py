@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "django_celery_beat",
     # Ours, in dependency order: each may import only the ones above it.
@@ -133,7 +134,9 @@ EMAIL_BACKEND = env_value(
 EMAIL_HOST = env_value("EMAIL_HOST", env.str, default="127.0.0.1")
 EMAIL_PORT = env_value("EMAIL_PORT", env.int, default=25)
 EMAIL_TIMEOUT = 10
-DEFAULT_FROM_EMAIL = env_value("DEFAULT_FROM_EMAIL", env.str, default="Meterbook <no-reply@meterbook.local>")
+DEFAULT_FROM_EMAIL = env_value(
+    "DEFAULT_FROM_EMAIL", env.str, default="Meterbook <no-reply@meterbook.local>"
+)
 # Public base URL used in links inside emails (invitations).
 PUBLIC_BASE_URL = env_value("PUBLIC_BASE_URL", env.url, default="http://127.0.0.1:8000").geturl()
 
@@ -165,10 +168,16 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Meterbook API",
-    "DESCRIPTION": "Usage-based billing intelligence. Authenticate with `Authorization: Bearer <api key>`.",
+    "DESCRIPTION": (
+        "Usage-based billing intelligence. Authenticate with `Authorization: Bearer <api key>`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Swagger UI and Redoc from the sidecar package's static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -6,7 +6,7 @@ from accounts.models import ApiKey, Contact, Customer, Membership, Persona, User
 from accounts.roles import Role
 from accounts.scopes import ALL_SCOPES, CUSTOMER_KEY_SCOPES
 
-TEST_PASSWORD = "correct horse battery staple 42"  # noqa: S105
+TEST_PASSWORD = "correct horse battery staple 42"
 
 
 class CustomerFactory(DjangoModelFactory):
@@ -60,12 +60,21 @@ class ContactFactory(DjangoModelFactory):
 
 
 def make_api_key(
-    *, customer: Customer | None = None, scopes=None, environment: str = "live", name: str = "test key"
+    *,
+    customer: Customer | None = None,
+    scopes=None,
+    environment: str = "live",
+    name: str = "test key",
 ) -> tuple[ApiKey, str]:
     """A key through the real service: an operator key without ``customer``, else a customer key."""
     kind = ApiKey.Kind.CUSTOMER if customer is not None else ApiKey.Kind.OPERATOR
     if scopes is None:
         scopes = CUSTOMER_KEY_SCOPES if customer is not None else ALL_SCOPES
     return services.api_key_create(
-        actor=None, name=name, kind=kind, scopes=list(scopes), customer=customer, environment=environment
+        actor=None,
+        name=name,
+        kind=kind,
+        scopes=list(scopes),
+        customer=customer,
+        environment=environment,
     )
