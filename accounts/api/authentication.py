@@ -15,7 +15,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != self.keyword.lower() or not token.strip():
-            raise exceptions.AuthenticationFailed("Send the API key as `Authorization: Bearer <key>`.")
+            raise exceptions.AuthenticationFailed(
+                "Send the API key as `Authorization: Bearer <key>`."
+            )
         try:
             key = api_key_authenticate(token.strip())
         except ApiKeyRejected as exc:
@@ -31,4 +33,8 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "A Meterbook API key (mb_live_… / mb_test_…)."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A Meterbook API key (mb_live_… / mb_test_…).",
+        }

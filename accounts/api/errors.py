@@ -39,7 +39,9 @@ def _first_validation_error(detail, prefix=""):
     if isinstance(detail, list):
         for index, value in enumerate(detail):
             if isinstance(value, dict | list):
-                return _first_validation_error(value, f"{prefix}[{index}]" if prefix else f"[{index}]")
+                return _first_validation_error(
+                    value, f"{prefix}[{index}]" if prefix else f"[{index}]"
+                )
             return prefix or None, value
     return prefix or None, detail
 
@@ -76,7 +78,9 @@ def exception_handler(exc, context):
     code = next((c for cls, c in _CODE_BY_EXCEPTION if isinstance(exc, cls)), None)
     if code is None:
         detail_code = getattr(exc.detail, "code", None)
-        code = detail_code if detail_code and detail_code != "permission_denied" else exc.default_code
+        code = (
+            detail_code if detail_code and detail_code != "permission_denied" else exc.default_code
+        )
         if code == "permission_denied":
             code = "forbidden"
     return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)

@@ -1,3 +1,4 @@
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 
@@ -8,3 +9,17 @@ class CreatedCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 500
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:
+            # DRF answers a garbled cursor with 404, but the list exists: the input is wrong.
+            raise ValidationError(
+                {
+                    self.cursor_query_param: [
+                        "This cursor is not valid; follow a page's `next` link."
+                    ]
+                },
+                code="invalid_cursor",
+            ) from exc

@@ -1,0 +1,177 @@
+"""The tenant-isolation walk over every API route.
+
+Customer A's key asks for customer B's objects through every route under /api/v1/ that takes
+an object in its URL, with every method the view has: the answer is 404 (never 403 for an
+object, never data) and B's object is unchanged. Every route without an object is read as A
+and must not show any of B's data.
+
+A new route with URL kwargs makes the walk fail until ``OBJECT_ROUTES`` says how to make an
+object of each customer for it, so no endpoint can slip past.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.db.models import Model
+from django.urls import reverse
+
+from accounts.api.errors import api_not_found
+from accounts.models import ApiKey, Customer
+from accounts.scopes import ALL_SCOPES
+from tests.accounts.api.support import Route, api, api_routes
+from tests.accounts.factories import ContactFactory, make_api_key
+
+pytestmark = pytest.mark.django_db
+
+WRITE_METHODS = ("post", "put", "patch")
+
+
+@dataclass(frozen=True)
+class ObjectRoute:
+    make: Callable[[Customer], Model]  # an object belonging to the given customer
+    kwargs: Callable[[Model], dict]  # the URL kwargs that name it
+    change: dict  # a body that would change it, were the write let through
+
+
+def _contact_of(customer: Customer):
+    return ContactFactory(
+        customer=customer,
+        name=f"{customer.name} contact",
+        email=f"contact@{customer.external_id}.example.com",
+    )
+
+
+OBJECT_ROUTES: dict[str, ObjectRoute] = {
+    "api/v1/customers/<str:external_id>": ObjectRoute(
+        make=lambda customer: customer,
+        kwargs=lambda obj: {"external_id": obj.external_id},
+        change={"name": "Taken over", "billing_email": "thief@alpha.example.com"},
+    ),
+    "api/v1/contacts/<int:contact_id>": ObjectRoute(
+        make=_contact_of,
+        kwargs=lambda obj: {"contact_id": obj.pk},
+        change={"name": "Taken over", "email": "thief@alpha.example.com"},
+    ),
+}
+
+
+def _is_catch_all(route: Route) -> bool:
+    return getattr(route.callback, "__wrapped__", route.callback) is api_not_found
+
+
+def _state(obj: Model) -> dict | None:
+    """Every column of the object as stored now (None once it is gone)."""
+    return type(obj).objects.filter(pk=obj.pk).values().first()
+
+
+def _error_code(response) -> str | None:
+    try:
+        return response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _strings(value) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return {value} if isinstance(value, str) else set()
+
+
+@pytest.fixture(params=["customer-scopes", "every-scope"])
+def key_a(request, customer_a) -> tuple[ApiKey, str]:
+    """A's key with every scope a customer key may hold, or (forced past the service's
+    rules) every scope there is: tenancy must hold even if a key's scopes were wrong."""
+    key, token = make_api_key(customer=customer_a)
+    if request.param == "every-scope":
+        ApiKey.objects.filter(pk=key.pk).update(scopes=list(ALL_SCOPES))
+        key.refresh_from_db()
+    return key, token
+
+
+def test_the_walk_finds_the_api(db):
+    routes = {r.route for r in api_routes()}
+    assert set(OBJECT_ROUTES) <= routes, "OBJECT_ROUTES names a route that no longer exists"
+    assert {"api/v1/customers", "api/v1/contacts", "api/v1/me"} <= routes
+
+
+def test_customer_a_cannot_reach_customer_b_objects_through_any_route(
+    customer_a, customer_b, key_a
+):
+    key, token = key_a
+    client = api(token)
+    object_routes = [r for r in api_routes() if r.kwargs]
+    unknown = [r.route for r in object_routes if r.route not in OBJECT_ROUTES]
+    if unknown:
+        pytest.fail(f"Teach the tenant walk (OBJECT_ROUTES) how to make objects for: {unknown}")
+
+    failures = []
+    for route in object_routes:
+        spec = OBJECT_ROUTES[route.route]
+        assert route.name, f"{route.route} needs a name so the walk can reverse it"
+        assert route.methods, f"{route.route}: no view class to read the methods from"
+        own, theirs = spec.make(customer_a), spec.make(customer_b)
+        own_url = reverse(route.name, kwargs=spec.kwargs(own))
+        their_url = reverse(route.name, kwargs=spec.kwargs(theirs))
+        if "get" in route.methods:
+            # The URL is filled right: A reaches its own object, so a 404 below is tenancy's doing.
+            assert client.get(own_url).status_code == 200, own_url
+
+        for method in route.methods:
+            before = _state(theirs)
+            body = spec.change if method in WRITE_METHODS else None
+            response = getattr(client, method)(their_url, body, format="json")
+            scope = getattr(route.view_class, "required_scopes", {}).get(method.upper())
+            if scope and scope not in key.scopes:
+                # Refused before any lookup, exactly as for A's own object: no oracle.
+                expected = (403, "insufficient_scope")
+            else:
+                expected = (404, "not_found")
+            got = (response.status_code, _error_code(response))
+            if got != expected:
+                failures.append(f"{method.upper()} {their_url}: {got}, expected {expected}")
+            if _state(theirs) != before:
+                failures.append(f"{method.upper()} {their_url} changed customer B's object")
+    assert not failures, "\n".join(failures)
+
+
+def test_no_api_route_shows_customer_b_data_to_customer_a(customer_a, customer_b, key_a):
+    _, token = key_a
+    client = api(token)
+    for spec in OBJECT_ROUTES.values():
+        spec.make(customer_a)
+        spec.make(customer_b)
+    b_contact = customer_b.contacts.get()
+    b_markers = {
+        customer_b.external_id,
+        customer_b.name,
+        customer_b.billing_email,
+        b_contact.name,
+        b_contact.email,
+    }
+    # Long enough not to turn up by chance in the schema or the docs page.
+    b_phrases = b_markers - {customer_b.external_id}
+
+    checked = []
+    for route in api_routes():
+        if route.kwargs or _is_catch_all(route):
+            continue
+        if route.view_class is not None and "get" not in route.methods:
+            continue  # nothing to read (a write-only endpoint)
+        assert "<" not in route.route and "^" not in route.route, f"cannot request {route.route}"
+        url = "/" + route.route
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.content[:300])
+        if response["Content-Type"].startswith("application/json"):
+            body = response.json()
+            assert not _strings(body) & b_markers, f"{url} shows customer B's data"
+            if "results" in body:
+                # A sees its own rows, so an empty list cannot pass for isolation.
+                assert body["results"], f"{url} lists nothing, not even A's own data"
+                checked.append(url)
+        else:
+            text = response.content.decode()
+            assert not [p for p in b_phrases if p in text], f"{url} shows customer B's data"
+    assert {"/api/v1/customers", "/api/v1/contacts"} <= set(checked)
