@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -132,6 +132,10 @@ class Membership(models.Model):
         return self.accepted_at is None
 
 
+# Webhooks are delivered over HTTP(S) only; Django's default would also admit ftp(s).
+WEBHOOK_URL_VALIDATOR = URLValidator(schemes=["https", "http"])
+
+
 class Persona(models.TextChoices):
     DEVELOPER = "developer", "Developer"
     FINANCE = "finance", "Finance"
@@ -158,9 +162,18 @@ class Contact(models.Model):
     name = models.CharField(max_length=200)
     persona = models.CharField(max_length=16, choices=Persona.choices)
     email = models.EmailField(blank=True)
-    slack_webhook_url = models.URLField(blank=True, max_length=500)
-    teams_webhook_url = models.URLField(blank=True, max_length=500)
-    webhook_url = models.URLField(blank=True, max_length=500, help_text="Generic webhook endpoint.")
+    slack_webhook_url = models.URLField(
+        blank=True, max_length=500, validators=[WEBHOOK_URL_VALIDATOR]
+    )
+    teams_webhook_url = models.URLField(
+        blank=True, max_length=500, validators=[WEBHOOK_URL_VALIDATOR]
+    )
+    webhook_url = models.URLField(
+        blank=True,
+        max_length=500,
+        validators=[WEBHOOK_URL_VALIDATOR],
+        help_text="Generic webhook endpoint.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -477,6 +477,7 @@ def contact_create(*, actor: Actor, customer: Customer, **fields) -> Contact:
             field=sorted(unknown)[0],
         )
     contact = Contact(customer=customer, **fields)
+    contact.email = contact.email.strip().lower()
     if not contact.channels:
         raise InvalidInput(
             "Give at least one channel: an email address or a webhook URL.", code="no_channel"
@@ -507,6 +508,7 @@ def contact_update(*, actor: Actor, contact: Contact, **changes) -> Contact:
     before = snapshot(contact, CONTACT_FIELDS)
     for name, value in changes.items():
         setattr(contact, name, value)
+    contact.email = contact.email.strip().lower()
     if not contact.channels:
         raise InvalidInput(
             "Give at least one channel: an email address or a webhook URL.", code="no_channel"
