@@ -166,3 +166,26 @@ def test_actor_is_recorded_for_users_and_keys(customer_a):
     by_user, by_key = AuditLog.objects.filter(action="contact.created").order_by("id")
     assert by_user.actor_user_id == member.user_id and by_user.actor_label == member.user.email
     assert by_key.actor_api_key_id == key.pk and key.prefix in by_key.actor_label
+
+
+def test_contact_email_is_unique_regardless_of_case(customer_a):
+    services.contact_create(
+        actor=None, customer=customer_a, name="A", persona="finance", email="Ann@A.example.com"
+    )
+    assert Contact.objects.get().email == "ann@a.example.com"
+    with pytest.raises(Conflict):
+        services.contact_create(
+            actor=None, customer=customer_a, name="B", persona="finance", email="ANN@a.example.com"
+        )
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://files.example.com/hook", "javascript:alert(1)", "hooks.example.com"]
+)
+def test_contact_webhooks_must_be_http_urls(customer_a, url):
+    with pytest.raises(InvalidInput) as excinfo:
+        services.contact_create(
+            actor=None, customer=customer_a, name="A", persona="developer", webhook_url=url
+        )
+    assert excinfo.value.field == "webhook_url"
+    assert not Contact.objects.exists()
