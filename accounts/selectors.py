@@ -1,6 +1,6 @@
 """Reads for accounts. Customer-facing reads are scoped through ``tenancy``."""
 
-from django.db.models import F, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, F, Q, QuerySet
 
 from .models import ApiKey, AuditLog, Contact, Customer, Membership
 from .tenancy import scoped
@@ -15,8 +15,10 @@ def contact_list(*, principal) -> QuerySet[Contact]:
 
 
 def member_list(*, principal) -> QuerySet[Membership]:
+    # Accepted members first (False sorts before True), then pending invitations.
+    pending = ExpressionWrapper(Q(accepted_at__isnull=True), output_field=BooleanField())
     return scoped(Membership.objects.select_related("user", "invited_by"), principal).order_by(
-        "accepted_at__isnull", "user__email"
+        pending, "user__email"
     )
 
 

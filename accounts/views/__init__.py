@@ -1,0 +1,1 @@
+"""Portal views. Every member-facing page goes through ``mixins.PortalView``."""

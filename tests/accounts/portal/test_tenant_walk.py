@@ -1,0 +1,150 @@
+"""The tenant-isolation walk for the portal.
+
+Every URL pattern in the ``portal`` namespace that takes an object from the URL is requested
+by a signed-in owner of customer A (who may do everything) against an object of customer B,
+with GET and POST: each must answer 404 and leave B's data exactly as it was. A new pattern
+whose kwargs this test cannot fill fails the walk, so no future page slips past it.
+"""
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.db.models import Model
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.models import ApiKey, AuditLog, Contact, Customer, Membership
+from accounts.roles import Role
+from tests.accounts.factories import ContactFactory, MembershipFactory, make_api_key
+from tests.accounts.portal.helpers import HTMX, signed_in
+
+pytestmark = pytest.mark.django_db
+
+# URL kwarg -> how to make such an object in a given customer.
+OBJECT_FACTORIES: dict[str, Callable[[Customer], Model]] = {
+    # Pending, so resend/role/remove would all have something to change.
+    "membership_id": lambda customer: MembershipFactory(
+        customer=customer, role=Role.ADMIN, accepted_at=None
+    ),
+    "contact_id": lambda customer: ContactFactory(customer=customer),
+    "key_id": lambda customer: make_api_key(customer=customer)[0],
+}
+
+# (pattern name, kwarg) pairs that name no tenant object, each with the reason.
+NOT_TENANT_OBJECTS = {
+    ("invitation_accept", "token"): "a signed, expiring capability emailed to one person; "
+    "whoever holds it may accept it (covered in test_team.py)",
+}
+
+# Enough fields for any portal form, so an unscoped view would have something to write.
+POST_DATA = {
+    "role": "viewer",
+    "name": "Taken over",
+    "persona": "executive",
+    "email": "attacker@alpha.example.com",
+    "webhook_url": "https://attacker.example.com/hook",
+    "environment": "live",
+    "scopes": ["usage:read"],
+}
+
+
+def portal_patterns() -> Iterator[tuple[str, URLPattern]]:
+    """(name, pattern) for every pattern reachable under the ``portal`` namespace."""
+
+    def walk(patterns, namespaces):
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                yield from walk(
+                    entry.url_patterns,
+                    [*namespaces, entry.namespace] if entry.namespace else namespaces,
+                )
+            elif "portal" in namespaces:
+                yield entry.name, entry
+
+    yield from walk(get_resolver().url_patterns, [])
+
+
+def url_kwargs(pattern: URLPattern) -> list[str]:
+    return list(pattern.pattern.regex.groupindex)
+
+
+def snapshot(customer: Customer) -> dict:
+    """Everything of the customer the portal could change."""
+    return {
+        model.__name__: list(model.objects.filter(customer=customer).order_by("pk").values())
+        for model in (Membership, Contact, ApiKey, AuditLog)
+    }
+
+
+def test_every_portal_object_url_answers_404_for_another_tenants_object(
+    client, customer_a, owner_a, customer_b, owner_b
+):
+    signed_in(client, owner_a)
+    objects_of_b = {kwarg: make(customer_b) for kwarg, make in OBJECT_FACTORIES.items()}
+    before = snapshot(customer_b)
+
+    walked, unknown = [], []
+    for name, pattern in portal_patterns():
+        kwargs = url_kwargs(pattern)
+        if not kwargs:
+            continue
+        fillable = [k for k in kwargs if k in OBJECT_FACTORIES]
+        exempt = [k for k in kwargs if (name, k) in NOT_TENANT_OBJECTS]
+        if len(fillable) + len(exempt) != len(kwargs) or (exempt and fillable):
+            unknown.append((name, kwargs))
+            continue
+        if exempt:
+            continue
+        url = reverse(f"portal:{name}", kwargs={k: objects_of_b[k].pk for k in kwargs})
+        for method, headers in (("get", {}), ("post", {}), ("post", HTMX)):
+            call = getattr(client, method)
+            response = call(url, POST_DATA, headers=headers) if method == "post" else call(url)
+            assert response.status_code == 404, (
+                f"{method.upper()} {url} ({name}) -> {response.status_code}"
+            )
+            assert b"Taken over" not in response.content
+        walked.append(name)
+
+    assert not unknown, (
+        f"Portal URL patterns with kwargs this walk cannot fill: {unknown}. Add a factory to "
+        "OBJECT_FACTORIES (or, for a kwarg that is not a tenant object, a reasoned entry to "
+        "NOT_TENANT_OBJECTS)."
+    )
+    # The walk really walked: every kind of object was tried on at least one page.
+    assert set(walked) >= {
+        "member_role",
+        "member_remove",
+        "member_resend",
+        "contact_edit",
+        "contact_delete",
+        "key_revoke",
+    }
+    assert snapshot(customer_b) == before
+
+
+def test_the_same_urls_work_for_the_owners_own_objects(client, customer_a, owner_a):
+    """The walk's 404s come from scoping, not from broken URLs: A's own objects are found."""
+    signed_in(client, owner_a)
+    objects_of_a = {kwarg: make(customer_a) for kwarg, make in OBJECT_FACTORIES.items()}
+
+    for name, pattern in portal_patterns():
+        kwargs = url_kwargs(pattern)
+        if not kwargs or not all(k in OBJECT_FACTORIES for k in kwargs):
+            continue
+        response = client.get(
+            reverse(f"portal:{name}", kwargs={k: objects_of_a[k].pk for k in kwargs})
+        )
+        assert response.status_code in (200, 405), (name, response.status_code)
+
+
+def test_walk_finds_the_portal_patterns():
+    names = {name for name, _ in portal_patterns()}
+
+    assert {
+        "home",
+        "login",
+        "team",
+        "keys",
+        "invitation_accept",
+        "contact_edit",
+        "key_revoke",
+    } <= names
