@@ -188,6 +188,23 @@ def _require_may_manage(
         raise Forbidden("Only an owner can change, add or remove an owner.", code="owner_required")
 
 
+def _lock_teammate(actor: User, membership: Membership) -> Membership:
+    """Lock the target membership, which must be in the actor's own customer.
+
+    The portal already looks it up through the tenancy choke point; this keeps the service
+    safe on its own and turns a member removed meanwhile into a clear 404, not a crash.
+    """
+    locked = (
+        Membership.objects.select_for_update()
+        .select_related("customer", "user")
+        .filter(pk=membership.pk, customer_id=actor.membership.customer_id)
+        .first()
+    )
+    if locked is None:
+        raise NotFound("That member is no longer part of this team.", code="member_not_found")
+    return locked
+
+
 @transaction.atomic
 def member_invite(*, actor: User, customer: Customer, email: str, role: str) -> Membership:
     if role not in Role.values:
@@ -235,6 +252,8 @@ def _enqueue_invitation(membership: Membership) -> None:
 
 @transaction.atomic
 def member_resend_invitation(*, actor: User, membership: Membership) -> Membership:
+    membership = _lock_teammate(actor, membership)
+    _require_may_manage(actor.membership, membership.role)
     if not membership.is_pending:
         raise Conflict("This member has already accepted the invitation.", code="already_accepted")
     Membership.objects.filter(pk=membership.pk).update(
@@ -359,11 +378,7 @@ def invitations_unsent_ids(*, grace: timedelta = timedelta(minutes=2)) -> list[i
 def member_change_role(*, actor: User, membership: Membership, role: str) -> Membership:
     if role not in Role.values:
         raise InvalidInput(f"{role!r} is not a role.", field="role")
-    membership = (
-        Membership.objects.select_for_update()
-        .select_related("customer", "user")
-        .get(pk=membership.pk)
-    )
+    membership = _lock_teammate(actor, membership)
     if membership.role == role:
         return membership
     _require_may_manage(actor.membership, membership.role, role)
@@ -397,11 +412,7 @@ def member_change_role(*, actor: User, membership: Membership, role: str) -> Mem
 
 @transaction.atomic
 def member_remove(*, actor: User, membership: Membership) -> None:
-    membership = (
-        Membership.objects.select_for_update()
-        .select_related("customer", "user")
-        .get(pk=membership.pk)
-    )
+    membership = _lock_teammate(actor, membership)
     _require_may_manage(actor.membership, membership.role)
     list(
         Membership.objects.select_for_update().filter(

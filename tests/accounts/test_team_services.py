@@ -182,3 +182,26 @@ def test_customers_are_isolated_in_invitation_lookup(team):
         actor=other.user, customer=other.customer, email="x@y.example.com", role="viewer"
     )
     assert membership.customer_id == other.customer_id
+
+
+def test_team_actions_refuse_members_of_another_customer(team, owner_b):
+    with pytest.raises(NotFound):
+        services.member_change_role(actor=team["owner"].user, membership=owner_b, role="viewer")
+    with pytest.raises(NotFound):
+        services.member_remove(actor=team["owner"].user, membership=owner_b)
+    with pytest.raises(NotFound):
+        services.member_resend_invitation(actor=team["owner"].user, membership=owner_b)
+    assert Membership.objects.get(pk=owner_b.pk).role == "owner"
+
+
+def test_a_member_removed_meanwhile_is_a_clear_not_found(team):
+    stale = Membership.objects.get(pk=team["dev"].pk)
+    services.member_remove(actor=team["owner"].user, membership=team["dev"])
+    with pytest.raises(NotFound):
+        services.member_change_role(actor=team["owner"].user, membership=stale, role="viewer")
+
+
+def test_only_owners_resend_an_owner_invitation(team):
+    pending_owner = invite(team["owner"], email="cofounder@alpha.example.com", role="owner")
+    with pytest.raises(Forbidden):
+        services.member_resend_invitation(actor=team["admin"].user, membership=pending_owner)
