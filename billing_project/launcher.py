@@ -135,6 +135,16 @@ def _stop_groups(processes: dict[str, subprocess.Popen]) -> None:
         process.wait()
 
 
+def _die_with_launcher() -> None:
+    """In the child before exec: get SIGTERM if the launcher itself is killed (kill -9),
+    so web, worker and beat are not left running. Linux only; elsewhere a no-op."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _prepare(env: dict[str, str]) -> str | None:
     """Migrate, sync groups and schedules, seed; return the printed logins (or None)."""
     result = subprocess.run(
@@ -182,7 +192,12 @@ def demo(port: int) -> int:
                 # Each in a session and process group of its own: Ctrl-C reaches only the
                 # launcher, which then stops every group in order, grandchildren included.
                 processes[name] = subprocess.Popen(  # noqa: S603 - fixed commands
-                    command, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, start_new_session=True
+                    command,
+                    env=env,
+                    cwd=BASE_DIR,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=_die_with_launcher,  # the launcher is single-threaded
                 )
             announced = False
             exit_code = 0
@@ -233,6 +248,8 @@ def run(command: list[str], *, test_settings: bool = False) -> int:
             # happens to export the development one.
             env.pop("DJANGO_SETTINGS_MODULE", None)
         child = subprocess.Popen(command, env=env, cwd=BASE_DIR)  # noqa: S603 - developer's command
+        # Ctrl-C in a terminal reaches the child directly (same process group), so SIGINT is
+        # only recorded here; forwarding it too would be a second, harsher interrupt.
         forwarded = None
         while child.poll() is None:
             if signals.received in (signal.SIGTERM, signal.SIGHUP) and forwarded is None:
