@@ -168,3 +168,28 @@ def test_a_long_folder_gets_a_short_redis_socket(tmp_path):
     assert len(os.fsencode(path)) <= embedded.MAX_SOCKET_PATH
     assert path == embedded.redis_socket_path(deep)  # stable: the same folder every time
     assert embedded.redis_socket_path(Path("/tmp/x/var")) == Path("/tmp/x/var/redis.sock")
+
+
+def test_launcher_uses_configured_servers_and_passes_the_exit_code_through():
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://someone@db.example:5432/theirs",
+        "CELERY_BROKER_URL": "redis://broker.example:6379/4",
+    }
+    child = (
+        "import os, sys; print(os.environ['DATABASE_URL'], os.environ['CELERY_BROKER_URL']);"
+        " sys.exit(7)"
+    )
+
+    launcher = [sys.executable, "-m", "billing_project.launcher", "run", "--"]
+
+    result = subprocess.run(
+        [*launcher, sys.executable, "-c", child],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 7
+    assert (
+        "postgres://someone@db.example:5432/theirs redis://broker.example:6379/4" in result.stdout
+    )
+    assert "embedded" not in result.stdout  # nothing was started
