@@ -18,7 +18,7 @@ def send_invitation(membership_id: int) -> bool:
     return services.invitation_send(membership_id=membership_id)
 
 
-@shared_task(acks_late=True, expires=4 * 60)
+@shared_task(acks_late=True, expires=450)  # 1.5x the 5-minute schedule
 def sweep_unsent_invitations() -> int:
     """Re-enqueue invitations whose email never went out (broker down at commit, worker lost).
 

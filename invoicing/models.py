@@ -1,1 +1,4 @@
-"""invoicing models arrive with their issue; the app is registered so migrations and imports are stable."""
+"""invoicing models arrive with their issue.
+
+The app is registered now so migrations and imports are stable.
+"""

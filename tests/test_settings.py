@@ -73,6 +73,7 @@ def test_production_refuses_a_short_secret_key():
         ("EMAIL_PORT", "twenty-five"),
         ("SECURE_HSTS_SECONDS", "1y"),
         ("INVITATION_TTL_DAYS", "seven"),
+        ("SECURE_SSL_REDIRECT", "ture"),
     ],
 )
 def test_a_malformed_value_fails_at_start_naming_the_variable(variable, value):
@@ -82,6 +83,7 @@ def test_a_malformed_value_fails_at_start_naming_the_variable(variable, value):
 def test_development_also_fails_loudly_on_a_malformed_value():
     env = {**PRODUCTION, "DJANGO_SETTINGS_MODULE": "billing_project.settings.development"}
     assert_refuses(start({**env, "EMAIL_PORT": "x"}), "EMAIL_PORT")
+    assert_refuses(start({**env, "DEBUG": "maybe"}), "DEBUG")
 
 
 def test_production_is_secure_by_default():

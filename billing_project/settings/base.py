@@ -25,6 +25,25 @@ def env_value(name, cast, **kwargs):
         raise ImproperlyConfigured(f"Environment variable {name} is invalid: {exc}") from exc
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_bool(name: str, *, default: bool) -> bool:
+    """A strict boolean: django-environ reads any unknown word ("ture", "maybe") as False,
+    which would silently turn a security switch off."""
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"Environment variable {name} is invalid: {raw!r} is not a boolean (use true or false)."
+    )
+
+
 def database_from_env():
     """The database from ``DATABASE_URL``.
 

@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env, env_value
+from .base import env, env_bool, env_value
 
 DEBUG = False
 SECRET_KEY = env_value("SECRET_KEY", env.str, default="")
@@ -13,11 +13,13 @@ if len(SECRET_KEY) < 50:
     )
 ALLOWED_HOSTS = env_value("ALLOWED_HOSTS", env.list, default=[])
 if not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("Environment variable ALLOWED_HOSTS must list the served host names.")
+    raise ImproperlyConfigured(
+        "Environment variable ALLOWED_HOSTS must list the served host names."
+    )
 CSRF_TRUSTED_ORIGINS = env_value("CSRF_TRUSTED_ORIGINS", env.list, default=[])
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env_value("SECURE_SSL_REDIRECT", env.bool, default=True)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
