@@ -172,6 +172,20 @@ def customer_update(*, actor: Actor, customer: Customer, **changes) -> Customer:
 INVITATION_SALT = "accounts.invitation"
 
 
+def _guard_last_owner(membership: Membership, message: str) -> None:
+    """Refuse to take away the customer's last accepted owner."""
+    if membership.role != Role.OWNER or membership.is_pending:
+        return
+    # Lock the customer's owners so two concurrent demotions cannot both pass the count.
+    list(
+        Membership.objects.select_for_update().filter(
+            customer_id=membership.customer_id, role=Role.OWNER
+        )
+    )
+    if _owner_count(membership.customer_id) <= 1:
+        raise Conflict(message, code="last_owner")
+
+
 def _owner_count(customer_id: int) -> int:
     return Membership.objects.filter(
         customer_id=customer_id, role=Role.OWNER, accepted_at__isnull=False
@@ -382,20 +396,9 @@ def member_change_role(*, actor: User, membership: Membership, role: str) -> Mem
     if membership.role == role:
         return membership
     _require_may_manage(actor.membership, membership.role, role)
-    # Lock the customer's owners so two demotions cannot both pass the check.
-    list(
-        Membership.objects.select_for_update().filter(
-            customer_id=membership.customer_id, role=Role.OWNER
-        )
+    _guard_last_owner(
+        membership, "A customer needs at least one owner; make someone else owner first."
     )
-    if (
-        membership.role == Role.OWNER
-        and not membership.is_pending
-        and _owner_count(membership.customer_id) <= 1
-    ):
-        raise Conflict(
-            "A customer needs at least one owner; make someone else owner first.", code="last_owner"
-        )
     before = {"role": membership.role}
     membership.role = role
     membership.save(update_fields=["role"])
@@ -414,17 +417,7 @@ def member_change_role(*, actor: User, membership: Membership, role: str) -> Mem
 def member_remove(*, actor: User, membership: Membership) -> None:
     membership = _lock_teammate(actor, membership)
     _require_may_manage(actor.membership, membership.role)
-    list(
-        Membership.objects.select_for_update().filter(
-            customer_id=membership.customer_id, role=Role.OWNER
-        )
-    )
-    if (
-        membership.role == Role.OWNER
-        and not membership.is_pending
-        and _owner_count(membership.customer_id) <= 1
-    ):
-        raise Conflict("The last owner cannot be removed.", code="last_owner")
+    _guard_last_owner(membership, "The last owner cannot be removed.")
     user = membership.user
     audit_record(
         actor=actor,
@@ -657,7 +650,11 @@ def api_key_authenticate(token: str) -> ApiKey:
     match = TOKEN_RE.match(token or "")
     if not match:
         raise ApiKeyRejected("The API key is malformed; it should look like mb_live_cu_….")
-    key = ApiKey.objects.select_related("customer").filter(key_id=match["key_id"]).first()
+    try:
+        # .get(), not .first(): no ORDER BY on a unique lookup that runs on every request.
+        key = ApiKey.objects.select_related("customer").get(key_id=match["key_id"])
+    except ApiKey.DoesNotExist:
+        key = None
     if (
         key is None
         or key.kind != match["kind"]

@@ -8,6 +8,7 @@ Prints operations per second for:
 Runs in its own throwaway database (``test_<name>``, created and dropped here).
 """
 
+import logging
 import os
 import statistics
 import sys
@@ -41,6 +42,7 @@ def rate(fn, n=N) -> float:
 
 
 def main() -> None:
+    logging.getLogger("django.request").setLevel(logging.ERROR)  # the 404 baseline is expected
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
