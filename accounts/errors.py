@@ -35,3 +35,8 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status = 409
     code = "conflict"
+
+
+class TooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"

@@ -1,0 +1,77 @@
+"""How the layers above metering act on usage without metering importing them.
+
+* An *ingest guard* runs inside the ingest transaction with the batch's new events and
+  may refuse some of them (hard caps). It returns ``{index: (code, message)}`` for the
+  events it refuses; refused events are not stored and their keys stay free.
+* A *usage recorded* listener runs after commit with the set of (customer_id, meter_id)
+  pairs whose usage changed (alerts evaluate thresholds from it).
+
+Register both from an ``AppConfig.ready()``.
+"""
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be stored: what a guard sees."""
+
+    index: int
+    customer_id: int
+    event_name: str
+    timestamp: datetime
+    properties: dict
+    meter_id: int | None
+
+
+IngestGuard = Callable[[list[NewEvent]], dict[int, tuple[str, str]]]
+UsageListener = Callable[[set[tuple[int, int]]], None]
+
+_ingest_guards: list[IngestGuard] = []
+_usage_listeners: list[UsageListener] = []
+
+
+def register_ingest_guard(guard: IngestGuard) -> None:
+    if guard not in _ingest_guards:
+        _ingest_guards.append(guard)
+
+
+def register_usage_recorded(listener: UsageListener) -> None:
+    if listener not in _usage_listeners:
+        _usage_listeners.append(listener)
+
+
+def unregister(fn) -> None:
+    """For tests: remove a guard or listener."""
+    for registry in (_ingest_guards, _usage_listeners):
+        if fn in registry:
+            registry.remove(fn)
+
+
+def run_ingest_guards(events: list[NewEvent]) -> dict[int, tuple[str, str]]:
+    refused: dict[int, tuple[str, str]] = {}
+    for guard in _ingest_guards:
+        remaining = [e for e in events if e.index not in refused]
+        if not remaining:
+            break
+        refused.update(guard(remaining))
+    return refused
+
+
+def notify_usage_recorded(pairs: Iterable[tuple[int, int]]) -> None:
+    """Tell listeners after commit. The usage is already stored, so a failing listener is
+    logged and must not fail the request; the alert layer's scheduled evaluation is the
+    backstop for anything missed here."""
+    pairs = set(pairs)
+    if not pairs:
+        return
+    for listener in _usage_listeners:
+        try:
+            listener(pairs)
+        except Exception:
+            logger.exception("usage-recorded listener %r failed", listener)

@@ -1,0 +1,276 @@
+"""Reads for metering: usage totals, series and breakdowns, events, late events.
+
+Usage over any ``[start, end)`` comes from the hourly rollups for the whole hours inside
+it and from the raw events for the partial hours at its edges, so a billing period that
+starts at 14:37 is still exact. Values are ``Decimal`` (counts too), never floats.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from accounts.models import Customer
+from accounts.tenancy import scoped
+
+from . import sql
+from .models import Meter, UsageEvent
+from .tracks import ceil_hour, floor_hour
+
+GRANULARITIES = ("hour", "day", "month")
+
+_AGGREGATE = {
+    Meter.Aggregation.COUNT: "sum(event_count)",
+    Meter.Aggregation.SUM: "sum(value_sum)",
+    Meter.Aggregation.MAX: "max(value_max)",
+}
+
+_ROLLUP_PART_COLUMNS = (
+    "hour, dimensions, event_count, value_sum, value_max, latest_value, latest_at, latest_event_id"
+)
+
+
+@dataclass(frozen=True)
+class UsagePoint:
+    bucket: datetime | None  # start of the bucket, aware, in the customer's time zone
+    group: str | None  # the dimension value, when broken down
+    value: Decimal | None
+
+
+def _edges(
+    start: datetime, end: datetime
+) -> tuple[datetime, datetime, list[tuple[datetime, datetime]]]:
+    """Whole hours [full_start, full_end) served by rollups, and partial edges served raw."""
+    full_start, full_end = ceil_hour(start), floor_hour(end)
+    if full_start >= full_end:
+        return full_start, full_start, [(start, end)]
+    edges = [(a, b) for a, b in ((start, full_start), (full_end, end)) if a < b]
+    return full_start, full_end, edges
+
+
+def _raw_edge_source(edges) -> str:
+    ranges = (
+        " OR ".join(
+            f'(ev."timestamp" >= %(edge_{i}_start)s AND ev."timestamp" < %(edge_{i}_end)s)'
+            for i in range(len(edges))
+        )
+        or "false"
+    )
+    return (
+        '(SELECT ev.id, ev.customer_id, ev.event_name, ev."timestamp", ev.properties '
+        "FROM metering_usageevent ev WHERE ev.customer_id = %(customer_id)s "
+        "AND ev.event_name = %(meter_code)s AND NOT ev.late AND ev.voided_at IS NULL "
+        f"AND ({ranges}))"
+    )
+
+
+def usage_points(
+    *,
+    customer: Customer,
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    granularity: str | None = None,
+    group_by: str | None = None,
+    where: dict[str, str] | None = None,
+) -> list[UsagePoint]:
+    """Usage of one customer on one meter over ``[start, end)``.
+
+    ``granularity`` (hour/day/month, in the customer's time zone) makes a series;
+    ``group_by`` (one of the meter's dimensions) breaks it down; ``where`` keeps only
+    usage whose dimensions have the given values. Only buckets with usage are returned.
+    A gauge (latest) is the latest value per dimension combination, summed.
+    """
+    if end <= start:
+        return []
+    if granularity is not None and granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}")
+    dimensions = list(meter.group_by)
+    for name in [group_by, *(where or {})]:
+        if name is not None and name not in dimensions:
+            raise ValueError(f"{name!r} is not a dimension of meter {meter.code}")
+
+    full_start, full_end, edges = _edges(start, end)
+    params: dict = {
+        "customer_id": customer.pk,
+        "meter_id": meter.pk,
+        "meter_code": meter.code,
+        "full_start": full_start,
+        "full_end": full_end,
+        "granularity": granularity or "hour",
+        "tz": customer.timezone,
+    }
+    for i, (edge_start, edge_end) in enumerate(edges):
+        params[f"edge_{i}_start"], params[f"edge_{i}_end"] = edge_start, edge_end
+    measured = sql.MEASURED.format(
+        source=_raw_edge_source(edges), meter_filter="AND m.id = %(meter_id)s"
+    )
+
+    bucket = (
+        "date_trunc(%(granularity)s, hour AT TIME ZONE %(tz)s)"
+        if granularity
+        else "NULL::timestamp"
+    )
+    group = f"dimensions[{dimensions.index(group_by) + 1}]" if group_by else "NULL::text"
+    filters = []
+    for i, (name, value) in enumerate(sorted((where or {}).items())):
+        params[f"where_{i}"] = value
+        filters.append(f"dimensions[{dimensions.index(name) + 1}] = %(where_{i})s")
+    condition = " AND ".join(filters) or "true"
+
+    if meter.aggregation == Meter.Aggregation.UNIQUE_COUNT:
+        query = f"""
+            WITH parts AS (
+                SELECT hour, dimensions, value FROM metering_usageuniquevalue
+                WHERE customer_id = %(customer_id)s AND meter_id = %(meter_id)s
+                  AND hour >= %(full_start)s AND hour < %(full_end)s
+                UNION ALL
+                SELECT hour, dimensions, value
+                FROM (WITH measured AS ({measured}) {sql.UNIQUE_SELECT}) AS edges
+            )
+            SELECT {bucket} AS bucket, {group} AS grp, count(DISTINCT value)::numeric
+            FROM parts WHERE {condition} GROUP BY 1, 2 ORDER BY 1, 2
+        """
+    else:
+        parts = f"""
+            WITH parts AS (
+                SELECT {_ROLLUP_PART_COLUMNS} FROM metering_usagerollup
+                WHERE customer_id = %(customer_id)s AND meter_id = %(meter_id)s
+                  AND hour >= %(full_start)s AND hour < %(full_end)s
+                UNION ALL
+                SELECT {_ROLLUP_PART_COLUMNS}
+                FROM (WITH measured AS ({measured}) {sql.ROLLUP_SELECT}) AS edges
+            )
+        """
+        if meter.aggregation == Meter.Aggregation.LATEST:
+            query = f"""{parts}
+                SELECT bucket, grp, sum(latest) FROM (
+                    SELECT {bucket} AS bucket, {group} AS grp, dimensions,
+                           (array_agg(latest_value ORDER BY latest_at DESC, latest_event_id DESC)
+                               FILTER (WHERE latest_value IS NOT NULL))[1] AS latest
+                    FROM parts WHERE {condition} GROUP BY 1, 2, 3
+                ) AS per_dimension
+                GROUP BY 1, 2 HAVING count(latest) > 0 ORDER BY 1, 2
+            """
+        else:
+            query = f"""{parts}
+                SELECT {bucket} AS bucket, {group} AS grp, {_AGGREGATE[meter.aggregation]}::numeric
+                FROM parts WHERE {condition} GROUP BY 1, 2 ORDER BY 1, 2
+            """
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        rows = cursor.fetchall()
+    zone = ZoneInfo(customer.timezone)
+    return [
+        UsagePoint(
+            bucket=local.replace(tzinfo=zone) if local is not None else None,
+            group=grp,
+            value=_normalize(value),
+        )
+        for local, grp, value in rows
+    ]
+
+
+def _normalize(value: Decimal | None) -> Decimal | None:
+    """Drop the storage scale (12 places) without losing digits: 3.750000000000 -> 3.75."""
+    if value is None:
+        return None
+    normalized = value.normalize()
+    # normalize() writes 100 as 1E+2; quantize back to an integer exponent for display.
+    return normalized.quantize(Decimal(1)) if normalized == normalized.to_integral() else normalized
+
+
+def usage_total(
+    *, customer: Customer, meter: Meter, start: datetime, end: datetime, where=None
+) -> Decimal:
+    points = usage_points(customer=customer, meter=meter, start=start, end=end, where=where)
+    if not points or points[0].value is None:
+        return Decimal(0)
+    return points[0].value
+
+
+def usage_series(
+    *, customer: Customer, meter: Meter, start: datetime, end: datetime, granularity: str = "day"
+) -> list[UsagePoint]:
+    """A series with every bucket of ``[start, end)`` present (zero where nothing happened,
+    ``None`` for gauges with no reading)."""
+    found = {
+        p.bucket: p.value
+        for p in usage_points(
+            customer=customer, meter=meter, start=start, end=end, granularity=granularity
+        )
+    }
+    empty = (
+        None
+        if meter.aggregation in (Meter.Aggregation.LATEST, Meter.Aggregation.MAX)
+        else Decimal(0)
+    )
+    return [
+        UsagePoint(bucket=b, group=None, value=found.get(b, empty))
+        for b in buckets(start, end, granularity, ZoneInfo(customer.timezone))
+    ]
+
+
+def usage_breakdown(
+    *, customer: Customer, meter: Meter, start: datetime, end: datetime, dimension: str
+) -> list[UsagePoint]:
+    """Usage per value of one dimension, largest first."""
+    points = usage_points(customer=customer, meter=meter, start=start, end=end, group_by=dimension)
+    return sorted(points, key=lambda p: (-(p.value or 0), p.group or ""))
+
+
+def buckets(start: datetime, end: datetime, granularity: str, zone: ZoneInfo) -> Iterable[datetime]:
+    """Bucket starts (aware, in ``zone``) covering ``[start, end)``; DST-safe."""
+    local = start.astimezone(zone)
+    if granularity == "hour":
+        current = floor_hour(start).astimezone(zone)
+        while current < end:
+            yield current
+            current = (current + timedelta(hours=1)).astimezone(zone)
+        return
+    if granularity == "day":
+        day = local.date()
+        while True:
+            bucket = datetime(day.year, day.month, day.day, tzinfo=zone)
+            if bucket >= end:
+                return
+            yield bucket
+            day += timedelta(days=1)
+    year, month = local.year, local.month
+    while True:
+        bucket = datetime(year, month, 1, tzinfo=zone)
+        if bucket >= end:
+            return
+        yield bucket
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+# --- Events -----------------------------------------------------------------------------
+
+
+def event_list(*, principal, customer: Customer | None = None) -> QuerySet[UsageEvent]:
+    """Raw events visible to ``principal`` (a membership or an API key), newest first."""
+    events = scoped(UsageEvent.objects.all(), principal)
+    if customer is not None:
+        events = events.filter(customer=customer)
+    return events.order_by("-timestamp", "-id")
+
+
+def late_events(
+    *, customer: Customer, received_since: datetime | None = None
+) -> QuerySet[UsageEvent]:
+    """Events that arrived for an already-closed period: invoicing carries them as
+    adjustments on the next invoice instead of editing a finalized one."""
+    events = UsageEvent.objects.filter(customer=customer, late=True, voided_at__isnull=True)
+    if received_since is not None:
+        events = events.filter(received_at__gte=received_since)
+    return events.order_by("timestamp", "id")
+
+
+def meter_list(*, include_inactive: bool = False) -> QuerySet[Meter]:
+    meters = Meter.objects.all()
+    return meters if include_inactive else meters.filter(is_active=True)
