@@ -11,14 +11,13 @@ Register both from an ``AppConfig.ready()``.
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event about to be stored: what a guard sees."""
 
     index: int
@@ -51,6 +50,10 @@ def unregister(fn) -> None:
     for registry in (_ingest_guards, _usage_listeners):
         if fn in registry:
             registry.remove(fn)
+
+
+def has_ingest_guards() -> bool:
+    return bool(_ingest_guards)
 
 
 def run_ingest_guards(events: list[NewEvent]) -> dict[int, tuple[str, str]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -268,10 +269,21 @@ def events_ingest(*, events: Sequence, now: datetime | None = None) -> IngestRes
     return IngestResult(results=results, changed=changed)
 
 
+def _server_bound_cursor() -> psycopg.Cursor:
+    """A cursor that sends parameters separately from the SQL (server-side binding).
+
+    Django's psycopg cursors bind client-side: the 10,000-element arrays of a batch would be
+    quoted into the statement text, which costs more than the insert itself.
+    """
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
 def _store(
     candidates: list[_Candidate], results: list[EventResult | None], *, received_at: datetime
 ) -> set[tuple[int, int]]:
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _server_bound_cursor() as cursor:
+        # Binary parameters: 10,000-element arrays dump much faster than as escaped text.
         cursor.execute(
             sql.CLAIM_KEYS,
             {
@@ -279,6 +291,7 @@ def _store(
                 "keys": [c.key for c in candidates],
                 "timestamps": [c.timestamp for c in candidates],
             },
+            binary=True,
         )
         claimed = set(cursor.fetchall())
         new: list[_Candidate] = []
@@ -288,19 +301,21 @@ def _store(
             else:
                 results[c.index] = EventResult(c.index, c.key, Status.DUPLICATE)
 
-        refused = hooks.run_ingest_guards(
-            [
-                hooks.NewEvent(
-                    c.index,
-                    c.customer_id,
-                    c.event_name,
-                    c.timestamp,
-                    c.properties,
-                    c.meter.pk if c.meter else None,
-                )
-                for c in new
-            ]
-        )
+        refused = {}
+        if hooks.has_ingest_guards():
+            refused = hooks.run_ingest_guards(
+                [
+                    hooks.NewEvent(
+                        c.index,
+                        c.customer_id,
+                        c.event_name,
+                        c.timestamp,
+                        c.properties,
+                        c.meter.pk if c.meter else None,
+                    )
+                    for c in new
+                ]
+            )
         if refused:
             released = [c for c in new if c.index in refused]
             cursor.execute(
@@ -334,6 +349,7 @@ def _store(
                 "late": [c.late for c in new],
                 "received_at": received_at,
             },
+            binary=True,
         )
         for c in new:
             results[c.index] = EventResult(c.index, c.key, Status.ACCEPTED)

@@ -55,18 +55,19 @@ ROLLUP_COLUMNS = (
 )
 
 # Ingest: store the new events and add them to the rollups, all in one statement.
+# (%(name)b: the big arrays travel in binary, unescaped; run on a server-binding cursor.)
 # Rows are upserted in key order so concurrent batches lock rollup rows in the same
 # order and cannot deadlock.
 INGEST = f"""
 WITH input AS (
     SELECT * FROM unnest(
-        %(customer_ids)s::bigint[], %(keys)s::text[], %(names)s::text[],
-        %(timestamps)s::timestamptz[], %(properties)s::jsonb[], %(late)s::boolean[]
+        %(customer_ids)b::bigint[], %(keys)b::text[], %(names)b::text[],
+        %(timestamps)b::timestamptz[], %(properties)b::jsonb[], %(late)b::boolean[]
     ) AS t(customer_id, idempotency_key, event_name, "timestamp", properties, late)
 ), inserted AS (
     INSERT INTO metering_usageevent
         (customer_id, idempotency_key, event_name, "timestamp", received_at, properties, late)
-    SELECT customer_id, idempotency_key, event_name, "timestamp", %(received_at)s, properties, late
+    SELECT customer_id, idempotency_key, event_name, "timestamp", %(received_at)b, properties, late
     FROM input
     RETURNING id, customer_id, event_name, "timestamp", properties, late
 ), measured AS (
@@ -106,7 +107,7 @@ SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM rollups)
 # Exactly-once: claim each (customer, key) for good; only the claimed ones are new.
 CLAIM_KEYS = """
 INSERT INTO metering_eventkey (customer_id, idempotency_key, event_timestamp)
-SELECT * FROM unnest(%(customer_ids)s::bigint[], %(keys)s::text[], %(timestamps)s::timestamptz[])
+SELECT * FROM unnest(%(customer_ids)b::bigint[], %(keys)b::text[], %(timestamps)b::timestamptz[])
 ORDER BY 1, 2
 ON CONFLICT DO NOTHING
 RETURNING customer_id, idempotency_key
@@ -114,7 +115,7 @@ RETURNING customer_id, idempotency_key
 
 RELEASE_KEYS = """
 DELETE FROM metering_eventkey k
-USING unnest(%(customer_ids)s::bigint[], %(keys)s::text[]) AS r(customer_id, idempotency_key)
+USING unnest(%(customer_ids)b::bigint[], %(keys)b::text[]) AS r(customer_id, idempotency_key)
 WHERE k.customer_id = r.customer_id AND k.idempotency_key = r.idempotency_key
 """
 
