@@ -62,6 +62,12 @@ SCHEDULE: list[PeriodicEntry] = [
         every=timedelta(minutes=5),
         queue="notifications",
     ),
+    PeriodicEntry(
+        name="metering: reconcile usage (batch track)",
+        task="metering.tasks.usage_reconcile",
+        every=timedelta(minutes=15),
+        queue="ingest",
+    ),
 ]
 
 

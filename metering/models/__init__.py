@@ -1,5 +1,6 @@
 from .events import CustomerUsageState, EventKey, UsageEvent
 from .meters import Meter
+from .reconciliation import UsageReconciliationRun
 from .rollups import UsageDiscrepancy, UsageRollup, UsageUniqueValue
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "Meter",
     "UsageDiscrepancy",
     "UsageEvent",
+    "UsageReconciliationRun",
     "UsageRollup",
     "UsageUniqueValue",
 ]
