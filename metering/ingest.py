@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import orjson
 import psycopg
@@ -35,7 +36,13 @@ MAX_EVENT_AGE = timedelta(days=3 * 366)
 EVENT_FIELDS = frozenset({"idempotency_key", "customer", "event_name", "timestamp", "properties"})
 
 _EVENT_NAME_RE = re.compile(EVENT_NAME_PATTERN)
-_NUMERIC_STRING_RE = re.compile(r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$")
+# What SQL's metering_numeric() reads as a number (keep the two in step): ASCII blanks only
+# (PostgreSQL's numeric cast refuses others), exponents of at most 4 digits, and values
+# below 10^18 so sums fit the rollups' numeric(38, 12).
+_NUMERIC_STRING_RE = re.compile(
+    r"[ \t\n\r\f\v]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,4})?[ \t\n\r\f\v]*"
+)
+MAX_QUANTITY = Decimal(10) ** 18
 
 
 class Status:
@@ -119,10 +126,13 @@ def is_numeric(value) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return True
+        return abs(value) < MAX_QUANTITY
     if isinstance(value, float):
-        return math.isfinite(value)
-    return isinstance(value, str) and bool(_NUMERIC_STRING_RE.match(value))
+        # As stored: JSON carries the float's shortest repr, which PostgreSQL reads exactly.
+        return math.isfinite(value) and abs(Decimal(repr(value))) < MAX_QUANTITY
+    if isinstance(value, str) and _NUMERIC_STRING_RE.fullmatch(value):
+        return abs(Decimal(value.strip(" \t\n\r\f\v"))) < MAX_QUANTITY
+    return False
 
 
 def parse_timestamp(value) -> datetime:
@@ -161,13 +171,14 @@ def _validate(
             f"idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} characters.",
         )
     external_id = raw.get("customer")
-    if not isinstance(external_id, str) or not external_id:
+    if not isinstance(external_id, str) or not external_id or "\x00" in external_id:
         raise _Rejected("invalid_customer", "customer must be the customer's external id.")
     if external_id not in customers:
         raise _Rejected("unknown_customer", f"No customer has external id {external_id[:128]!r}.")
     customer_id, closed_through = customers[external_id]
     event_name = raw.get("event_name")
-    if not isinstance(event_name, str) or not _EVENT_NAME_RE.match(event_name):
+    # fullmatch: the pattern's "$" would also match before a trailing newline.
+    if not isinstance(event_name, str) or not _EVENT_NAME_RE.fullmatch(event_name):
         raise _Rejected(
             "invalid_event_name",
             "event_name must start with a letter and use letters, digits, _ . : - (max 128).",
@@ -184,7 +195,12 @@ def _validate(
         properties = {}
     if not isinstance(properties, dict):
         raise _Rejected("invalid_properties", "properties must be a JSON object.")
-    properties_json = orjson.dumps(properties).decode()
+    try:
+        properties_json = orjson.dumps(properties).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        raise _Rejected(
+            "invalid_properties", "properties must be JSON with integers of at most 64 bits."
+        ) from None
     if len(properties_json.encode()) > MAX_PROPERTIES_BYTES:
         raise _Rejected(
             "properties_too_large", f"properties exceed {MAX_PROPERTIES_BYTES} bytes as JSON."
@@ -214,7 +230,9 @@ def _lookup_customers(raw_events: Sequence) -> dict[str, tuple[int, datetime | N
     external_ids = {
         e.get("customer")
         for e in raw_events
-        if isinstance(e, dict) and isinstance(e.get("customer"), str)
+        if isinstance(e, dict)
+        and isinstance(e.get("customer"), str)
+        and "\x00" not in e["customer"]
     }
     rows = Customer.objects.filter(external_id__in=external_ids).values_list(
         "external_id", "id", "usage_state__closed_through"
