@@ -3,6 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Metering first: accounts.api.urls ends with the catch-all JSON 404.
+    path("api/v1/", include("metering.api.urls")),
     path("api/v1/", include("accounts.api.urls")),
     path("", include("accounts.urls")),
 ]

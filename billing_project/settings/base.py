@@ -5,7 +5,9 @@ django-environ; a malformed value raises ``ImproperlyConfigured`` naming the var
 so a bad deploy fails at start and not on the first request.
 """
 
+import re
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -173,6 +175,54 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+
+# --- Cache: the broker's Redis (the API's per-key rate limits live here) --------------------
+def redis_cache_url(broker_url: str) -> str:
+    """The broker's Redis as a URL redis-py understands.
+
+    Celery names a unix socket ``redis+socket:///path?virtual_host=N``; redis-py (and so
+    Django's RedisCache) wants ``unix:///path?db=N``. TCP URLs are the same for both.
+    """
+    parts = urlsplit(broker_url)
+    if parts.scheme in ("redis", "rediss"):
+        return broker_url
+    if parts.scheme == "redis+socket":
+        query = dict(parse_qsl(parts.query))
+        if "virtual_host" in query:
+            query["db"] = query.pop("virtual_host")
+        return f"unix://{parts.path}" + (f"?{urlencode(query)}" if query else "")
+    raise ImproperlyConfigured(
+        "Environment variable CELERY_BROKER_URL is invalid: the cache and the API's rate "
+        "limits need Redis (redis://host:port/db or redis+socket:///path/redis.sock)."
+    )
+
+
+if CELERY_BROKER_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_cache_url(CELERY_BROKER_URL),
+            # Shares the broker's database: the prefix keeps cache keys apart from Celery's.
+            "KEY_PREFIX": "meterbook-cache",
+            # A stalled Redis must not hold API requests for redis-py's default 5 s.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    # Only processes that never serve the API run without a broker (one-off commands).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def env_rate(name: str, *, default: str) -> str:
+    """A rate limit such as ``100/s`` (per second, minute, hour or day)."""
+    rate = env_value(name, env.str, default=default).strip()
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", rate):
+        raise ImproperlyConfigured(
+            f"Environment variable {name} is invalid: {rate!r} is not a rate like 100/s."
+        )
+    return rate
+
+
 # --- REST API ------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.authentication.ApiKeyAuthentication"],
@@ -184,7 +234,17 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "accounts.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Requests per API key, counted in Redis (metering.api.throttling.ApiKeyRateThrottle).
+    # Ingest is generous (each request carries up to 10,000 events); reads get less.
+    "DEFAULT_THROTTLE_RATES": {
+        "events": env_rate("API_RATE_LIMIT_EVENTS", default="100/s"),
+        "api": env_rate("API_RATE_LIMIT", default="50/s"),
+    },
 }
+# The largest body POST /api/v1/events reads; a larger one is refused (413) unread.
+METERING_EVENTS_MAX_BODY_BYTES = env_value(
+    "METERING_EVENTS_MAX_BODY_BYTES", env.int, default=10 * 1024 * 1024
+)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Meterbook API",
     "DESCRIPTION": (
@@ -197,6 +257,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several components have a "status"; give each set of choices its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "CustomerStatusEnum": "accounts.models.Customer.Status",
+        "EventStatusEnum": "metering.api.serializers.EVENT_STATUSES",
+        "VoidStatusEnum": "metering.api.serializers.VOID_STATUSES",
+    },
     # validatorUrl: Swagger UI would otherwise load a badge from validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {
         "deepLinking": True,

@@ -11,16 +11,20 @@ object of each customer for it, so no endpoint can slip past.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.db.models import Model
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.api.errors import api_not_found
 from accounts.models import ApiKey, Customer
 from accounts.scopes import ALL_SCOPES
+from metering.ingest import events_ingest
 from tests.accounts.api.support import Route, api, api_routes
 from tests.accounts.factories import ContactFactory, make_api_key
+from tests.metering.factories import MeterFactory, event
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +36,9 @@ class ObjectRoute:
     make: Callable[[Customer], Model]  # an object belonging to the given customer
     kwargs: Callable[[Model], dict]  # the URL kwargs that name it
     change: dict  # a body that would change it, were the write let through
+    # Vendor-wide definitions (meters) are not tenant data: every key may read the same
+    # object, and no customer key may change it whatever its scopes.
+    shared: bool = False
 
 
 def _contact_of(customer: Customer):
@@ -40,6 +47,18 @@ def _contact_of(customer: Customer):
         name=f"{customer.name} contact",
         email=f"contact@{customer.external_id}.example.com",
     )
+
+
+WALK_METER = "walk_call"
+
+
+def _meter_with_usage_of(customer: Customer):
+    """The one vendor-wide meter, plus an event of ``customer`` on it, so that the event
+    list and usage routes have something of A's (and of B's, to leak) to show."""
+    meter = MeterFactory(code=WALK_METER, name="Walk calls")
+    moment = (timezone.now() - timedelta(hours=1)).isoformat()
+    events_ingest(events=[event(customer, f"walk-{customer.pk}", name=WALK_METER, ts=moment)])
+    return meter
 
 
 OBJECT_ROUTES: dict[str, ObjectRoute] = {
@@ -53,6 +72,22 @@ OBJECT_ROUTES: dict[str, ObjectRoute] = {
         kwargs=lambda obj: {"contact_id": obj.pk},
         change={"name": "Taken over", "email": "thief@alpha.example.com"},
     ),
+    # Meters are the vendor's definitions, the same for every customer (not tenant data).
+    "api/v1/meters/<str:code>": ObjectRoute(
+        make=_meter_with_usage_of,
+        kwargs=lambda obj: {"code": obj.code},
+        change={"name": "Taken over", "aggregation": "sum", "value_property": "n"},
+        shared=True,
+    ),
+}
+
+# Routes without an object that need query parameters to answer at all.
+LIST_QUERIES: dict[str, Callable[[], dict]] = {
+    "api/v1/usage": lambda: {
+        "meter": WALK_METER,
+        "start": (timezone.now() - timedelta(days=1)).isoformat(),
+        "end": (timezone.now() + timedelta(hours=1)).isoformat(),
+    },
 }
 
 
@@ -127,6 +162,8 @@ def test_customer_a_cannot_reach_customer_b_objects_through_any_route(
             if scope and scope not in key.scopes:
                 # Refused before any lookup, exactly as for A's own object: no oracle.
                 expected = (403, "insufficient_scope")
+            elif spec.shared:
+                expected = (200, None) if method == "get" else (403, "operator_key_required")
             else:
                 expected = (404, "not_found")
             got = (response.status_code, _error_code(response))
@@ -162,7 +199,8 @@ def test_no_api_route_shows_customer_b_data_to_customer_a(customer_a, customer_b
             continue  # nothing to read (a write-only endpoint)
         assert "<" not in route.route and "^" not in route.route, f"cannot request {route.route}"
         url = "/" + route.route
-        response = client.get(url)
+        query = LIST_QUERIES[route.route]() if route.route in LIST_QUERIES else None
+        response = client.get(url, query)
         assert response.status_code == 200, (url, response.content[:300])
         if response["Content-Type"].startswith("application/json"):
             body = response.json()
@@ -174,4 +212,4 @@ def test_no_api_route_shows_customer_b_data_to_customer_a(customer_a, customer_b
         else:
             text = response.content.decode()
             assert not [p for p in b_phrases if p in text], f"{url} shows customer B's data"
-    assert {"/api/v1/customers", "/api/v1/contacts"} <= set(checked)
+    assert {"/api/v1/customers", "/api/v1/contacts", "/api/v1/events"} <= set(checked)
