@@ -194,14 +194,25 @@ def usage_total(
 
 
 def usage_series(
-    *, customer: Customer, meter: Meter, start: datetime, end: datetime, granularity: str = "day"
+    *,
+    customer: Customer,
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    granularity: str = "day",
+    where: dict[str, str] | None = None,
 ) -> list[UsagePoint]:
     """A series with every bucket of ``[start, end)`` present (zero where nothing happened,
     ``None`` for gauges with no reading)."""
     found = {
         p.bucket: p.value
         for p in usage_points(
-            customer=customer, meter=meter, start=start, end=end, granularity=granularity
+            customer=customer,
+            meter=meter,
+            start=start,
+            end=end,
+            granularity=granularity,
+            where=where,
         )
     }
     empty = (
@@ -216,10 +227,18 @@ def usage_series(
 
 
 def usage_breakdown(
-    *, customer: Customer, meter: Meter, start: datetime, end: datetime, dimension: str
+    *,
+    customer: Customer,
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    dimension: str,
+    where: dict[str, str] | None = None,
 ) -> list[UsagePoint]:
     """Usage per value of one dimension, largest first."""
-    points = usage_points(customer=customer, meter=meter, start=start, end=end, group_by=dimension)
+    points = usage_points(
+        customer=customer, meter=meter, start=start, end=end, group_by=dimension, where=where
+    )
     return sorted(points, key=lambda p: (-(p.value or 0), p.group or ""))
 
 

@@ -3,6 +3,8 @@
 ``{"error": {"code": "machine_readable", "message": "human sentence", "field": "..."}}``
 """
 
+import math
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -67,7 +69,8 @@ def exception_handler(exc, context):
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+        # Whole seconds, rounded up: a client that waits this long is let through.
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
 
     if isinstance(exc, exceptions.ValidationError):
         field, detail = _first_validation_error(exc.detail)

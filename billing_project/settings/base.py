@@ -234,8 +234,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "accounts.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    # Requests per API key, counted in Redis (metering.api.throttling.ApiKeyRateThrottle).
+    # Requests per API key, counted in Redis (accounts.api.throttling.ApiKeyRateThrottle,
+    # for every endpoint; a view picks a named rate per method with `throttle_scopes`).
     # Ingest is generous (each request carries up to 10,000 events); reads get less.
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "events": env_rate("API_RATE_LIMIT_EVENTS", default="100/s"),
         "api": env_rate("API_RATE_LIMIT", default="50/s"),

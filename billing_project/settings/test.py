@@ -13,3 +13,14 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 # does, against the real broker); the code path is the same `.delay()`.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+
+# seed_demo's full usage seed takes the better part of a minute; tests that want demo usage
+# call metering.demo.seed_usage with a few customers and months, or set this themselves.
+DEMO_SEEDERS = []
+
+# Rate limits stay out of the way of tests that make many requests in a second; the
+# rate-limit tests set their own tiny limits.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {"events": "100000/s", "api": "100000/s"},
+}

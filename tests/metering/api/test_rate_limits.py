@@ -10,8 +10,8 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.test import override_settings
 
+from accounts.api.throttling import parse_rate
 from billing_project.settings.base import redis_cache_url
-from metering.api.throttling import parse_rate
 from tests.accounts.api.support import api, assert_error
 from tests.accounts.factories import make_api_key
 
