@@ -7,7 +7,7 @@ starts at 14:37 is still exact. Values are ``Decimal`` (counts too), never float
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -52,14 +52,32 @@ def _edges(
     return full_start, full_end, edges
 
 
-def _raw_edge_source(edges) -> str:
-    ranges = (
-        " OR ".join(
-            f'(ev."timestamp" >= %(edge_{i}_start)s AND ev."timestamp" < %(edge_{i}_end)s)'
-            for i in range(len(edges))
-        )
-        or "false"
+def _split_hours(
+    start: datetime, end: datetime, granularity: str | None, zone: ZoneInfo
+) -> list[datetime]:
+    """Whole UTC hours that a bucket boundary cuts in two (zones offset by :30 or :45, e.g.
+    India, Nepal, Newfoundland): their usage must come from raw events to land in the
+    right bucket."""
+    if granularity is None:
+        return []
+    cut = set()
+    for bucket in buckets(start, end, granularity, zone):
+        boundary = bucket.astimezone(UTC)
+        if start < boundary < end and boundary != floor_hour(boundary):
+            cut.add(floor_hour(boundary))
+    return sorted(cut)
+
+
+def _raw_source(edges) -> str:
+    """Raw events of the partial edges and of the cut hours."""
+    ranges = [
+        f'(ev."timestamp" >= %(edge_{i}_start)s AND ev."timestamp" < %(edge_{i}_end)s)'
+        for i in range(len(edges))
+    ]
+    ranges.append(
+        "date_trunc('hour', ev.\"timestamp\", 'UTC') = ANY(%(split_hours)s::timestamptz[])"
     )
+    ranges = " OR ".join(ranges)
     return (
         '(SELECT ev.id, ev.customer_id, ev.event_name, ev."timestamp", ev.properties '
         "FROM metering_usageevent ev WHERE ev.customer_id = %(customer_id)s "
@@ -106,8 +124,16 @@ def usage_points(
     }
     for i, (edge_start, edge_end) in enumerate(edges):
         params[f"edge_{i}_start"], params[f"edge_{i}_end"] = edge_start, edge_end
+    params["split_hours"] = _split_hours(start, end, granularity, ZoneInfo(customer.timezone))
+    # Raw rows keep their minute instead of their hour, so they fall in the right bucket
+    # even where a bucket boundary cuts an hour. (Used as the body of a CTE "measured_raw".)
     measured = sql.MEASURED.format(
-        source=_raw_edge_source(edges), meter_filter="AND m.id = %(meter_id)s"
+        source=_raw_source(edges), meter_filter="AND m.id = %(meter_id)s"
+    ) + (
+        "), measured AS ("
+        "SELECT id, customer_id, meter_id, aggregation, "
+        'date_trunc(\'minute\', "timestamp") AS hour, dimensions, "timestamp", value, '
+        "unique_value FROM measured_raw"
     )
 
     bucket = (
@@ -128,9 +154,10 @@ def usage_points(
                 SELECT hour, dimensions, value FROM metering_usageuniquevalue
                 WHERE customer_id = %(customer_id)s AND meter_id = %(meter_id)s
                   AND hour >= %(full_start)s AND hour < %(full_end)s
+                  AND hour <> ALL(%(split_hours)s::timestamptz[])
                 UNION ALL
                 SELECT hour, dimensions, value
-                FROM (WITH measured AS ({measured}) {sql.UNIQUE_SELECT}) AS edges
+                FROM (WITH measured_raw AS ({measured}) {sql.UNIQUE_SELECT}) AS edges
             )
             SELECT {bucket} AS bucket, {group} AS grp, count(DISTINCT value)::numeric
             FROM parts WHERE {condition} GROUP BY 1, 2 ORDER BY 1, 2
@@ -141,9 +168,10 @@ def usage_points(
                 SELECT {_ROLLUP_PART_COLUMNS} FROM metering_usagerollup
                 WHERE customer_id = %(customer_id)s AND meter_id = %(meter_id)s
                   AND hour >= %(full_start)s AND hour < %(full_end)s
+                  AND hour <> ALL(%(split_hours)s::timestamptz[])
                 UNION ALL
                 SELECT {_ROLLUP_PART_COLUMNS}
-                FROM (WITH measured AS ({measured}) {sql.ROLLUP_SELECT}) AS edges
+                FROM (WITH measured_raw AS ({measured}) {sql.ROLLUP_SELECT}) AS edges
             )
         """
         if meter.aggregation == Meter.Aggregation.LATEST:
@@ -246,7 +274,8 @@ def buckets(start: datetime, end: datetime, granularity: str, zone: ZoneInfo) ->
     """Bucket starts (aware, in ``zone``) covering ``[start, end)``; DST-safe."""
     local = start.astimezone(zone)
     if granularity == "hour":
-        current = floor_hour(start).astimezone(zone)
+        # Local hours: in a :30 zone they start at :30 UTC.
+        current = local.replace(minute=0, second=0, microsecond=0)
         while current < end:
             yield current
             current = (current + timedelta(hours=1)).astimezone(zone)
