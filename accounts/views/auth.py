@@ -15,9 +15,9 @@ from .mixins import FORM_INVALID, LOGIN_URL, accepted_membership
 
 
 def landing_url(user) -> str:
-    """Where a signed-in user belongs: members on their team page, staff in the admin."""
+    """Where a signed-in user belongs: members on their usage dashboard, staff in the admin."""
     if accepted_membership(user) is not None:
-        return reverse_lazy("portal:team")
+        return reverse_lazy("usage:dashboard")
     if user.is_staff:
         return reverse_lazy("admin:index")
     return reverse_lazy("portal:no_access")

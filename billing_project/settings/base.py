@@ -147,6 +147,16 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # plotly/plotly.min.js from the plotly wheel (charts without a CDN), that file only.
+    "metering.staticfinders.PlotlyJsFinder",
+]
+
+# Called by ``manage.py seed_demo`` after it seeds accounts, each as ``seeder(stdout, rng)``:
+# the layers above accounts add their demo data without accounts importing them.
+DEMO_SEEDERS = ["metering.demo.seed_usage"]
 
 # --- Email ---------------------------------------------------------------------------
 EMAIL_BACKEND = env_value(

@@ -89,6 +89,8 @@ def test_member_signs_in_adds_a_contact_creates_and_revokes_a_key(page: Page, li
     page.get_by_label("Email").fill("olivia@northwind.example.com")
     page.get_by_label("Password").fill(TEST_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Team & contacts").click()
     expect(page.get_by_role("heading", name="Team & contacts")).to_be_visible()
     expect(page.locator(".tenant-name")).to_have_text("Northwind Analytics")
 

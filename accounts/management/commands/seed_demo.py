@@ -12,11 +12,13 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from accounts import services
 from accounts.models import ApiKey, Contact, Customer, Membership, Persona, User
@@ -211,6 +213,9 @@ class Command(BaseCommand):
         elapsed = (timezone.now() - started).total_seconds()
         created = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing new"
         self.stdout.write(f"seed_demo: {created} ({elapsed:.1f}s)")
+        # The layers above accounts seed their own demo data (accounts never imports them).
+        for path in settings.DEMO_SEEDERS:
+            import_string(path)(self.stdout, random.Random(SEED))  # noqa: S311 - demo data
         self.stdout.write(self.logins())
         for label, token in tokens:
             self.stdout.write(f"  {label} (shown once, now): {token}")

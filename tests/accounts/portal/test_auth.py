@@ -11,15 +11,16 @@ from tests.accounts.portal.helpers import login, member, signed_in
 pytestmark = pytest.mark.django_db
 
 TEAM = reverse("portal:team")
+DASHBOARD = reverse("usage:dashboard")  # where members land
 LOGIN = reverse("portal:login")
 
 
-def test_member_logs_in_with_email_and_lands_on_team_page(client, owner_a):
+def test_member_logs_in_with_email_and_lands_on_the_usage_dashboard(client, owner_a):
     response = login(client, "owner@alpha.example.com")
 
     assert response.status_code == 302
-    assert response.url == TEAM
-    page = client.get(TEAM)
+    assert response.url == DASHBOARD
+    page = client.get(DASHBOARD)
     assert page.status_code == 200
     assert b"Alpha Analytics" in page.content
 
@@ -28,7 +29,7 @@ def test_email_is_matched_whatever_its_case(client, owner_a):
     response = login(client, "  Owner@Alpha.EXAMPLE.com ")
 
     assert response.status_code == 302
-    assert response.url == TEAM
+    assert response.url == DASHBOARD
 
 
 def test_wrong_password_shows_an_error_and_does_not_sign_in(client, owner_a):
@@ -94,8 +95,8 @@ def test_front_door_sends_each_visitor_to_the_right_place(client, owner_a):
     assert client.get("/").url == LOGIN
 
     signed_in(client, owner_a)
-    assert client.get("/").url == TEAM
-    assert client.get(LOGIN).url == TEAM  # already signed in
+    assert client.get("/").url == DASHBOARD
+    assert client.get(LOGIN).url == DASHBOARD  # already signed in
 
 
 def test_anonymous_visitor_is_sent_to_login_with_next(client, db):
@@ -141,7 +142,7 @@ def test_password_change_then_the_new_password_works_and_the_old_does_not(client
     assert b"Your password was changed" in client.get(response.url).content
     client.post(reverse("portal:logout"))
     assert login(client, owner_a.user.email, TEST_PASSWORD).status_code == 200
-    assert login(client, owner_a.user.email, new).url == TEAM
+    assert login(client, owner_a.user.email, new).url == DASHBOARD
 
 
 def test_password_change_shows_the_validators_errors(client, owner_a):

@@ -77,7 +77,10 @@ def test_invite_emails_a_link_that_sets_a_password_and_signs_in(
     client.logout()
     reuse = client.get(path)
     assert reuse.status_code == 409 and b"already accepted" in reuse.content
-    assert login(client, "new.dev@alpha.example.com", NEW_PASSWORD).url == TEAM
+    # Signing in again lands on the usage dashboard, like every member.
+    assert login(client, "new.dev@alpha.example.com", NEW_PASSWORD).url == reverse(
+        "usage:dashboard"
+    )
 
 
 def test_resend_invalidates_the_old_link(client, owner_a, django_capture_on_commit_callbacks):

@@ -1,0 +1,13 @@
+"""The customer portal's usage pages, under ``/usage/`` (namespace ``usage``)."""
+
+from django.urls import path
+
+from .views import dashboard, events
+
+app_name = "usage"
+
+urlpatterns = [
+    path("", dashboard.UsageDashboardView.as_view(), name="dashboard"),
+    path("events/", events.EventsView.as_view(), name="events"),
+    path("events/export.csv", events.EventsExportView.as_view(), name="events_export"),
+]

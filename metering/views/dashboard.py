@@ -1,0 +1,162 @@
+"""The usage dashboard: the first page a customer sees.
+
+For each active meter: usage this period (the calendar month in the customer's time zone,
+until subscriptions give periods of their own) as a big number, a daily chart with the
+running total, the breakdown by each of the meter's dimensions, and twelve months of
+history. Every figure comes from ``metering.selectors`` for the signed-in member's own
+customer; the page re-renders its live part through htmx every 30 seconds.
+
+Queries are bounded: per meter one total, one daily series, one monthly series and one
+breakdown per dimension (at most three), whatever the data.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.utils import timezone
+
+from accounts.views.mixins import PortalView
+
+from .. import charts, selectors
+from ..models import Meter
+from . import wants_fragment
+
+PAGE = "metering/dashboard.html"
+LIVE = "metering/_dashboard_live.html"
+REFRESH_SECONDS = 30
+HISTORY_MONTHS = 12
+BREAKDOWN_ROWS = 8
+
+AGGREGATION_NOTES = {
+    Meter.Aggregation.COUNT: "Events counted this month",
+    Meter.Aggregation.SUM: "Total this month",
+    Meter.Aggregation.MAX: "Highest value this month",
+    Meter.Aggregation.UNIQUE_COUNT: "Distinct this month",
+    Meter.Aggregation.LATEST: "Latest reading this month",
+}
+
+
+@dataclass
+class BreakdownRow:
+    label: str
+    value: str
+    width: float  # bar length, percent of the largest row
+    share: str | None  # percent of the whole, for meters whose parts add up
+
+
+@dataclass
+class Breakdown:
+    dimension: str
+    rows: list[BreakdownRow]
+    hidden: int = 0  # values beyond the rows shown
+
+
+@dataclass
+class MeterPanel:
+    meter: Meter
+    total: Decimal
+    total_display: str
+    note: str
+    last_month_display: str | None
+    has_usage: bool
+    has_history: bool
+    additive: bool
+    daily_chart: str = ""
+    history_chart: str = ""
+    breakdowns: list[Breakdown] = field(default_factory=list)
+
+
+def month_start(moment: datetime, zone: ZoneInfo, months_back: int = 0) -> datetime:
+    """Midnight on the first of the month ``months_back`` before ``moment``'s, in ``zone``."""
+    local = moment.astimezone(zone)
+    index = local.year * 12 + local.month - 1 - months_back
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=zone)
+
+
+def _breakdown(meter: Meter, points: list[selectors.UsagePoint], dimension: str) -> Breakdown:
+    points = [p for p in points if p.value]
+    additive = charts.is_additive(meter)
+    whole = sum((p.value for p in points), Decimal(0)) if additive else None
+    largest = max((p.value for p in points), default=Decimal(0))
+    rows = [
+        BreakdownRow(
+            label=p.group or "(not set)",
+            value=charts.format_quantity(p.value),
+            width=float(p.value * 100 / largest) if largest else 0.0,
+            share=f"{p.value * 100 / whole:.0f}%" if whole else None,
+        )
+        for p in points[:BREAKDOWN_ROWS]
+    ]
+    return Breakdown(dimension=dimension, rows=rows, hidden=max(0, len(points) - BREAKDOWN_ROWS))
+
+
+def meter_panel(*, customer, meter: Meter, now: datetime) -> MeterPanel:
+    zone = ZoneInfo(customer.timezone)
+    period_start = month_start(now, zone)
+    period_end = month_start(now, zone, months_back=-1)
+    history_start = month_start(now, zone, months_back=HISTORY_MONTHS - 1)
+
+    total = selectors.usage_total(customer=customer, meter=meter, start=period_start, end=now)
+    daily = selectors.usage_series(
+        customer=customer, meter=meter, start=period_start, end=now, granularity="day"
+    )
+    monthly = selectors.usage_series(
+        customer=customer, meter=meter, start=history_start, end=now, granularity="month"
+    )
+    last_month = monthly[-2].value if len(monthly) > 1 else None
+    has_usage = any(p.value for p in daily)
+    panel = MeterPanel(
+        meter=meter,
+        total=total,
+        total_display=charts.format_quantity(total),
+        note=AGGREGATION_NOTES[meter.aggregation],
+        last_month_display=charts.format_quantity(last_month) if last_month else None,
+        has_usage=has_usage,
+        has_history=any(p.value for p in monthly),
+        additive=charts.is_additive(meter),
+    )
+    if has_usage:
+        panel.daily_chart = charts.daily_chart(
+            meter=meter, series=daily, period_start=period_start, period_end=period_end
+        )
+        panel.breakdowns = [
+            _breakdown(
+                meter,
+                selectors.usage_breakdown(
+                    customer=customer,
+                    meter=meter,
+                    start=period_start,
+                    end=now,
+                    dimension=dimension,
+                ),
+                dimension,
+            )
+            for dimension in meter.group_by
+        ]
+    if panel.has_history:
+        panel.history_chart = charts.history_chart(
+            meter=meter, series=monthly, current_month=period_start
+        )
+    return panel
+
+
+class UsageDashboardView(PortalView):
+    """Every member may see usage (viewers included): no ability required, GET only."""
+
+    def get(self, request):
+        now = timezone.now()
+        customer = self.customer
+        zone = ZoneInfo(customer.timezone)
+        meters = list(selectors.meter_list())
+        context = {
+            "panels": [meter_panel(customer=customer, meter=m, now=now) for m in meters],
+            "period_start": month_start(now, zone),
+            "now": now,
+            "customer_tz": customer.timezone,
+            "refresh_seconds": REFRESH_SECONDS,
+        }
+        if wants_fragment(request):
+            return self.render(LIVE, context)
+        return self.render(PAGE, context)
