@@ -124,7 +124,13 @@ def usage_points(
     }
     for i, (edge_start, edge_end) in enumerate(edges):
         params[f"edge_{i}_start"], params[f"edge_{i}_end"] = edge_start, edge_end
-    params["split_hours"] = _split_hours(start, end, granularity, ZoneInfo(customer.timezone))
+    # Only whole hours the rollups would serve: a cut hour at a partial edge is raw already,
+    # and taking all of it would count events outside [start, end).
+    params["split_hours"] = [
+        hour
+        for hour in _split_hours(start, end, granularity, ZoneInfo(customer.timezone))
+        if full_start <= hour < full_end
+    ]
     # Raw rows keep their minute instead of their hour, so they fall in the right bucket
     # even where a bucket boundary cuts an hour. (Used as the body of a CTE "measured_raw".)
     measured = sql.MEASURED.format(
@@ -136,11 +142,17 @@ def usage_points(
         "unique_value FROM measured_raw"
     )
 
-    bucket = (
-        "date_trunc(%(granularity)s, hour AT TIME ZONE %(tz)s)"
-        if granularity
-        else "NULL::timestamp"
-    )
+    # Buckets are instants, not local wall times: in a DST fall-back the two 01:00 hours
+    # are two buckets. An hour bucket starts where the local hour does (its minutes into
+    # the local hour taken off), a day or month bucket at local midnight.
+    if granularity == "hour":
+        bucket = (
+            "(hour - ((hour AT TIME ZONE %(tz)s) - date_trunc('hour', hour AT TIME ZONE %(tz)s)))"
+        )
+    elif granularity:
+        bucket = "(date_trunc(%(granularity)s, hour AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s)"
+    else:
+        bucket = "NULL::timestamptz"
     group = f"dimensions[{dimensions.index(group_by) + 1}]" if group_by else "NULL::text"
     filters = []
     for i, (name, value) in enumerate(sorted((where or {}).items())):
@@ -185,9 +197,15 @@ def usage_points(
                 GROUP BY 1, 2 HAVING count(latest) > 0 ORDER BY 1, 2
             """
         else:
-            query = f"""{parts}
-                SELECT {bucket} AS bucket, {group} AS grp, {_AGGREGATE[meter.aggregation]}::numeric
-                FROM parts WHERE {condition} GROUP BY 1, 2 ORDER BY 1, 2
+            # Collapse dimensions per hour first: the time-zone bucketing then runs on at
+            # most one row per hour instead of one per hour and dimension combination.
+            query = f"""{parts}, hourly AS (
+                    SELECT hour, {group} AS grp, sum(event_count) AS event_count,
+                           sum(value_sum) AS value_sum, max(value_max) AS value_max
+                    FROM parts WHERE {condition} GROUP BY 1, 2
+                )
+                SELECT {bucket} AS bucket, grp, {_AGGREGATE[meter.aggregation]}::numeric
+                FROM hourly GROUP BY 1, 2 ORDER BY 1, 2
             """
     with connection.cursor() as cursor:
         cursor.execute(query, params)
@@ -195,11 +213,11 @@ def usage_points(
     zone = ZoneInfo(customer.timezone)
     return [
         UsagePoint(
-            bucket=local.replace(tzinfo=zone) if local is not None else None,
+            bucket=moment.astimezone(zone) if moment is not None else None,
             group=grp,
             value=_normalize(value),
         )
-        for local, grp, value in rows
+        for moment, grp, value in rows
     ]
 
 
@@ -232,8 +250,10 @@ def usage_series(
 ) -> list[UsagePoint]:
     """A series with every bucket of ``[start, end)`` present (zero where nothing happened,
     ``None`` for gauges with no reading)."""
+    # Keyed by UTC instant: aware datetimes of one zone compare by wall time, which would
+    # merge the two 01:00 buckets of a DST fall-back.
     found = {
-        p.bucket: p.value
+        p.bucket.astimezone(UTC): p.value
         for p in usage_points(
             customer=customer,
             meter=meter,
@@ -249,7 +269,7 @@ def usage_series(
         else Decimal(0)
     )
     return [
-        UsagePoint(bucket=b, group=None, value=found.get(b, empty))
+        UsagePoint(bucket=b, group=None, value=found.get(b.astimezone(UTC), empty))
         for b in buckets(start, end, granularity, ZoneInfo(customer.timezone))
     ]
 
@@ -275,10 +295,12 @@ def buckets(start: datetime, end: datetime, granularity: str, zone: ZoneInfo) ->
     local = start.astimezone(zone)
     if granularity == "hour":
         # Local hours: in a :30 zone they start at :30 UTC.
-        current = local.replace(minute=0, second=0, microsecond=0)
+        # Stepped in UTC: adding an hour to a local time would skip (or repeat) the hour of
+        # a DST change.
+        current = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
         while current < end:
-            yield current
-            current = (current + timedelta(hours=1)).astimezone(zone)
+            yield current.astimezone(zone)
+            current += timedelta(hours=1)
         return
     if granularity == "day":
         day = local.date()
