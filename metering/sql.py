@@ -26,7 +26,8 @@ MEASURED = """
                 THEN e.properties ->> m.value_property END AS unique_value
     FROM {source} AS e
     JOIN metering_meter AS m ON m.code = e.event_name AND m.is_active {meter_filter}
-    WHERE metering_matches(e.properties, m.filters)
+    -- Most meters have no filters: skip the call (a per-row function call) for them.
+    WHERE (m.filters = '[]'::jsonb OR metering_matches(e.properties, m.filters))
 """
 
 # Hourly rollup rows from measured events. An event without a usable value counts for
@@ -36,9 +37,12 @@ ROLLUP_SELECT = """
            count(*) AS event_count,
            sum(value) AS value_sum,
            max(value) AS value_max,
-           (array_agg(value ORDER BY "timestamp" DESC, id DESC))[1] AS latest_value,
-           max("timestamp") AS latest_at,
-           (array_agg(id ORDER BY "timestamp" DESC, id DESC))[1] AS latest_event_id
+           -- The latest reading matters to gauges only; sorting every group costs ingest.
+           (array_agg(value ORDER BY "timestamp" DESC, id DESC)
+               FILTER (WHERE aggregation = 'latest'))[1] AS latest_value,
+           max("timestamp") FILTER (WHERE aggregation = 'latest') AS latest_at,
+           (array_agg(id ORDER BY "timestamp" DESC, id DESC)
+               FILTER (WHERE aggregation = 'latest'))[1] AS latest_event_id
     FROM measured
     WHERE aggregation = 'count' OR value IS NOT NULL OR unique_value IS NOT NULL
     GROUP BY customer_id, meter_id, hour, dimensions
