@@ -46,7 +46,11 @@ class EventKey(models.Model):
     """
 
     pk = models.CompositePrimaryKey("customer_id", "idempotency_key")
-    customer = models.ForeignKey(Customer, on_delete=models.DO_NOTHING, related_name="+")
+    # No database foreign key: ingest resolves customer ids itself, customers are never
+    # deleted (only suspended), and a per-event check at commit costs ingest throughput.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
     idempotency_key = models.TextField()
     event_timestamp = models.DateTimeField()
 
