@@ -684,12 +684,20 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("accounts", "membership", ("view",)),
         ("accounts", "apikey", ("view",)),
         ("accounts", "auditlog", ("view",)),
+        ("metering", "meter", ("view",)),
+        ("metering", "usageevent", ("view",)),
+        ("metering", "usagediscrepancy", ("view",)),
+        ("metering", "usagereconciliationrun", ("view",)),
+        ("metering", "customerusagestate", ("view",)),
     ],
     "csm": [
         ("accounts", "customer", ("view",)),
         ("accounts", "contact", ("view", "add", "change")),
         ("accounts", "membership", ("view",)),
         ("accounts", "auditlog", ("view",)),
+        ("metering", "meter", ("view",)),
+        ("metering", "usageevent", ("view",)),
+        ("metering", "customerusagestate", ("view",)),
     ],
     "support": [
         ("accounts", "customer", ("view",)),
@@ -697,6 +705,9 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("accounts", "membership", ("view",)),
         ("accounts", "apikey", ("view", "change")),
         ("accounts", "auditlog", ("view",)),
+        ("metering", "meter", ("view",)),
+        ("metering", "usageevent", ("view",)),
+        ("metering", "customerusagestate", ("view",)),
     ],
 }
 
