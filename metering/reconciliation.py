@@ -92,13 +92,19 @@ def usage_reconcile(*, now: datetime | None = None) -> UsageReconciliationRun | 
             window_end=window_end,
             scanned_since=scanned_since,
         )
+        corrected: list[UsageDiscrepancy] = []
         try:
-            _reconcile(run)
+            _reconcile(run, corrected)
         except BaseException as exc:  # incl. the soft time limit: the run must not stay "running"
+            try:  # slices committed before the failure stay corrected: audit them too
+                _audit_corrections(run, corrected)
+            except Exception:
+                logger.exception("usage reconciliation %s: auditing its corrections failed", run.pk)
             run.status, run.finished_at = Run.Status.FAILED, timezone.now()
             run.error = f"{type(exc).__name__}: {exc}"[:2000]
             run.save()
             raise
+        _audit_corrections(run, corrected)
         run.status, run.finished_at = Run.Status.SUCCEEDED, timezone.now()
         run.save()
         if run.discrepancies_found:
@@ -110,7 +116,15 @@ def usage_reconcile(*, now: datetime | None = None) -> UsageReconciliationRun | 
         return run
 
 
-def _reconcile(run: UsageReconciliationRun) -> None:
+def _reconcile(run: UsageReconciliationRun, corrected: list[UsageDiscrepancy]) -> None:
+    """Check every slice; ``corrected`` collects the discrepancies of committed slices."""
+
+    def check(meters, start, end, customer_ids=None):
+        found, rows = _check_slice(meters, start, end, customer_ids)
+        run.discrepancies_found += len(found)
+        run.rollups_corrected += rows
+        corrected.extend(found)
+
     recent = [
         run.window_start + timedelta(hours=i)
         for i in range(int((run.window_end - run.window_start) / timedelta(hours=1)))
@@ -124,12 +138,12 @@ def _reconcile(run: UsageReconciliationRun) -> None:
     if not meters:
         return
     for hour in recent:
-        _check_slice(run, meters, hour, hour + timedelta(hours=1))
+        check(meters, hour, hour + timedelta(hours=1))
     by_code = {m.code: m for m in meters}
     for customer_id, (codes, hours) in sorted(late.items()):
         customer_meters = [by_code[code] for code in sorted(codes)]
         for start, end in _slices(sorted(hours)):
-            _check_slice(run, customer_meters, start, end, customer_ids=[customer_id])
+            check(customer_meters, start, end, customer_ids=[customer_id])
 
 
 def _late_touched(
@@ -176,12 +190,9 @@ def _slices(hours: list[datetime]) -> Iterator[tuple[datetime, datetime]]:
 
 @transaction.atomic
 def _check_slice(
-    run: UsageReconciliationRun,
-    meters: list[Meter],
-    start: datetime,
-    end: datetime,
-    customer_ids: list[int] | None = None,
-) -> None:
+    meters: list[Meter], start: datetime, end: datetime, customer_ids: list[int] | None
+) -> tuple[list[UsageDiscrepancy], int]:
+    """Recompute one slice, correcting it; its discrepancies and the rows corrected."""
     # A meter edited since the run began is its rebuild's business: a new definition
     # gives new numbers, which are not drift. The row lock keeps edits out until commit.
     meters = list(
@@ -192,7 +203,7 @@ def _check_slice(
         .order_by("pk")
     )
     if not meters:
-        return
+        return [], 0
     with connection.cursor() as cursor:
         # Taken before reading the high-water mark: anyone else recording discrepancies
         # for these meters has committed by then (the recompute takes the lock again).
@@ -206,34 +217,27 @@ def _check_slice(
         meters=meters, start=start, end=end, customer_ids=customer_ids, record_discrepancies=True
     )
     if not result.discrepancies:
-        return
-    found = list(
-        UsageDiscrepancy.objects.filter(pk__gt=high_water, meter__in=meters).order_by(
-            "customer_id", "meter_id", "hour", "dimensions", "pk"
-        )
-    )
-    run.discrepancies_found += len(found)
-    run.rollups_corrected += result.rollups_corrected + result.unique_keys_corrected
-    _audit_corrections(run, found, {m.pk: m for m in meters}, actor=None)
+        return [], 0
+    found = list(UsageDiscrepancy.objects.filter(pk__gt=high_water, meter__in=meters))
+    return found, result.rollups_corrected + result.unique_keys_corrected
 
 
-def _audit_corrections(
-    run: UsageReconciliationRun,
-    found: list[UsageDiscrepancy],
-    meters: dict[int, Meter],
-    *,
-    actor: Actor,
-) -> None:
-    """One audit record per (customer, meter): which hours, how many rows, old and new."""
+@transaction.atomic
+def _audit_corrections(run: UsageReconciliationRun, found: list[UsageDiscrepancy]) -> None:
+    """One audit record per (customer, meter) for the whole run: which hours, how many
+    differences, the rollups as they were and as corrected."""
     groups: dict[tuple[int, int], list[UsageDiscrepancy]] = defaultdict(list)
-    for discrepancy in found:
+    for discrepancy in sorted(
+        found, key=lambda d: (d.customer_id, d.meter_id, d.hour, d.dimensions, d.pk)
+    ):
         groups[(discrepancy.customer_id, discrepancy.meter_id)].append(discrepancy)
     customers = Customer.objects.in_bulk({customer_id for customer_id, _ in groups})
-    for (customer_id, meter_id), rows in groups.items():
+    meters = Meter.objects.in_bulk({meter_id for _, meter_id in groups})
+    for (customer_id, meter_id), rows in sorted(groups.items()):
         meter = meters[meter_id]
         shown = rows[:AUDIT_MAX_VALUES]
         audit_record(
-            actor=actor,
+            actor=None,
             action="usage.corrected",
             obj=meter,
             customer=customers[customer_id],

@@ -188,6 +188,35 @@ def test_a_second_run_finds_nothing_new(customer_a, customer_b, recent_hour):
     assert rollup(customer_b, meter, recent_hour).event_count == 1
 
 
+def test_one_audit_per_customer_and_meter_lists_every_hour_corrected_in_the_run(
+    customer_a, customer_b, recent_hour, now
+):
+    meter = api_calls_meter()
+    earlier_hour = recent_hour - timedelta(hours=1)
+    old_hour = floor_hour(now) - timedelta(days=1)  # outside the window, touched just now
+    for i, hour in enumerate([recent_hour, earlier_hour, old_hour]):
+        ingest(event(customer_a, f"a{i}", ts=iso(hour)), event(customer_b, f"b{i}", ts=iso(hour)))
+    UsageRollup.objects.filter(customer=customer_a).update(event_count=3)
+    UsageRollup.objects.filter(customer=customer_b, hour=recent_hour).update(event_count=0)
+
+    run = drift_run()
+
+    assert run.discrepancies_found == 4
+    audits = AuditLog.objects.filter(action="usage.corrected").order_by("pk")
+    assert [(a.customer, a.after["discrepancies"]) for a in audits] == [
+        (customer_a, 3),
+        (customer_b, 1),
+    ]
+    assert audits[0].after["hours"] == sorted(
+        h.isoformat() for h in [recent_hour, earlier_hour, old_hour]
+    )
+    assert audits[1].after["hours"] == [recent_hour.isoformat()]
+    assert not audits[0].after["truncated"]
+    assert {r["value"]["event_count"] for r in audits[0].before["rollups"]} == {3}
+    assert {r["value"]["event_count"] for r in audits[0].after["rollups"]} == {1}
+    assert meter.pk == int(audits[0].object_id)
+
+
 def test_clean_rollups_produce_no_discrepancy(customer_a, recent_hour):
     api_calls_meter()
     data_meter()
