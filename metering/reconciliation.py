@@ -40,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 # Advisory lock (class, key) held by the one reconciliation allowed to run.
 RECONCILE_LOCK = (7002, 0)
-DEFAULT_RECENT_HOURS = 3
-DEFAULT_MARGIN_MINUTES = 10
 # A long stretch of late-touched hours is checked a day at a time, so ingestion for the
 # meters involved never waits on one huge recompute.
 MAX_SLICE = timedelta(hours=24)
@@ -70,10 +68,8 @@ def usage_reconcile(*, now: datetime | None = None) -> UsageReconciliationRun | 
     """Check recent and late-touched hours against the raw events; ``None`` if another
     run holds the lock."""
     now = now or timezone.now()
-    recent_hours = int(getattr(settings, "METERING_RECONCILE_RECENT_HOURS", DEFAULT_RECENT_HOURS))
-    margin = timedelta(
-        minutes=int(getattr(settings, "METERING_RECONCILE_MARGIN_MINUTES", DEFAULT_MARGIN_MINUTES))
-    )
+    recent_hours = settings.METERING_RECONCILE_RECENT_HOURS
+    margin = timedelta(minutes=settings.METERING_RECONCILE_MARGIN_MINUTES)
     with _only_run() as acquired:
         if not acquired:
             logger.info("usage reconciliation skipped: another run is in progress")

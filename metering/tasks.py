@@ -5,7 +5,16 @@ from celery import shared_task
 from . import reconciliation, services
 
 
-@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+# A 13-month rebuild over millions of events outlasts the global 300 s limit; it works a
+# month per transaction and resumes cleanly if a newer definition supersedes it.
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=4 * 3600,
+    time_limit=4 * 3600 + 60,
+)
 def meter_rebuild(meter_id: int, version: int) -> bool:
     """Rebuild a meter's rollups for one definition version (a no-op if already done or
     superseded)."""

@@ -291,5 +291,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_value("LOG_LEVEL", env.str, default="INFO")},
 }
 
+# The batch track rechecks this many recent hours every run, plus the hours that late or
+# voided events touched since the previous run (less a margin for in-flight batches).
+METERING_RECONCILE_RECENT_HOURS = env_value("METERING_RECONCILE_RECENT_HOURS", env.int, default=3)
+METERING_RECONCILE_MARGIN_MINUTES = env_value(
+    "METERING_RECONCILE_MARGIN_MINUTES", env.int, default=10
+)
+
 # An invitation link stays valid this long.
 INVITATION_TTL_DAYS = env_value("INVITATION_TTL_DAYS", env.int, default=7)
