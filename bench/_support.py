@@ -60,6 +60,28 @@ def setup_django(url: str) -> None:
     django.setup()
 
 
+def create_meters() -> None:
+    """The two meters both benchmarks measure: API calls by endpoint and region, and GB."""
+    from metering import services
+
+    services.meter_create(
+        actor=None,
+        code="api_call",
+        name="API calls",
+        unit_label="calls",
+        aggregation="count",
+        group_by=["endpoint", "region"],
+    )
+    services.meter_create(
+        actor=None,
+        code="data_processed",
+        name="Data processed",
+        unit_label="GB",
+        aggregation="sum",
+        value_property="gb",
+    )
+
+
 def drop_database(url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
     with psycopg.connect(admin_conninfo(url), autocommit=True) as conn:

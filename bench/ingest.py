@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import (
     ROOT,
     bench_database_url,
+    create_meters,
     drop_database,
     fresh_database,
     percentile,
@@ -232,7 +233,6 @@ def main() -> None:
     fresh_database(url)
     setup_django(url)
     from accounts import services as accounts
-    from metering import services as metering
 
     customers = {}
     for i in range(args.customers):
@@ -243,22 +243,7 @@ def main() -> None:
             billing_email=f"b{i}@bench.example",
         )
         customers[c.external_id] = c.pk
-    metering.meter_create(
-        actor=None,
-        code="api_call",
-        name="API calls",
-        unit_label="calls",
-        aggregation="count",
-        group_by=["endpoint", "region"],
-    )
-    metering.meter_create(
-        actor=None,
-        code="data_processed",
-        name="Data processed",
-        unit_label="GB",
-        aggregation="sum",
-        value_property="gb",
-    )
+    create_meters()
     _, token = accounts.api_key_create(actor=None, name="bench", kind="op", scopes=["events:write"])
     events = make_events(args.events, list(customers))
     bodies = [orjson.dumps(events[i : i + args.batch]) for i in range(0, len(events), args.batch)]

@@ -20,7 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import bench_database_url, drop_database, fresh_database, percentile, setup_django
+from _support import (
+    bench_database_url,
+    create_meters,
+    drop_database,
+    fresh_database,
+    percentile,
+    setup_django,
+)
 
 MONTHS = 13
 CUSTOMERS = 500
@@ -112,7 +119,6 @@ def main() -> None:
     from django.db import connection
 
     from accounts import services as accounts
-    from metering import services as metering
     from metering.models import Meter
     from metering.tracks import rollups_recompute
 
@@ -127,22 +133,7 @@ def main() -> None:
         for i in range(CUSTOMERS)
     ]
     big = customers[0]
-    metering.meter_create(
-        actor=None,
-        code="api_call",
-        name="API calls",
-        unit_label="calls",
-        aggregation="count",
-        group_by=["endpoint", "region"],
-    )
-    metering.meter_create(
-        actor=None,
-        code="data_processed",
-        name="Data processed",
-        unit_label="GB",
-        aggregation="sum",
-        value_property="gb",
-    )
+    create_meters()
     meters = list(Meter.objects.order_by("code"))
     now = datetime.now(UTC).replace(microsecond=0)
     months = month_starts(now, MONTHS)
