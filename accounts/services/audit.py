@@ -1,0 +1,68 @@
+"""The audit trail every service writes, and the small helpers services share."""
+
+import json
+
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+
+from ..errors import InvalidInput
+from ..models import ApiKey, AuditLog, Customer, User
+
+Actor = User | ApiKey | None
+
+# --- Audit ---------------------------------------------------------------------------
+
+
+def jsonable(value):
+    """Dates, decimals and UUIDs as the JSON the audit log stores."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def snapshot(instance, fields) -> dict:
+    """The named fields of a model instance as JSON-safe values (for audit before/after)."""
+    data = {}
+    for name in fields:
+        value = getattr(instance, name)
+        if hasattr(value, "pk"):
+            value = value.pk
+        data[name] = jsonable(value)
+    return data
+
+
+def actor_label(actor: Actor) -> str:
+    if isinstance(actor, User):
+        return actor.email
+    if isinstance(actor, ApiKey):
+        return f"api key {actor.prefix} ({actor.name})"
+    return "system"
+
+
+def audit_record(
+    *, actor: Actor, action: str, obj, customer: Customer | None, before=None, after=None
+) -> AuditLog:
+    return AuditLog.objects.create(
+        actor_user=actor if isinstance(actor, User) else None,
+        actor_api_key=actor if isinstance(actor, ApiKey) else None,
+        actor_label=actor_label(actor)[:200],
+        customer=customer,
+        action=action,
+        object_type=obj._meta.label_lower,
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:300],
+        before=before,
+        after=after,
+    )
+
+
+def changed_fields(before: dict, after: dict) -> tuple[dict, dict]:
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+def validate_model(instance, *, exclude=None) -> None:
+    """Model validation as a last line of defence; the first problem becomes InvalidInput."""
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise InvalidInput(messages[0], field=None if field == "__all__" else field) from exc
