@@ -296,11 +296,8 @@ def events_ingest(*, events: Sequence, now: datetime | None = None) -> IngestRes
 
 
 def _server_bound_cursor() -> psycopg.Cursor:
-    """A cursor that sends parameters separately from the SQL (server-side binding).
-
-    Django's psycopg cursors bind client-side: the 10,000-element arrays of a batch would be
-    quoted into the statement text, which costs more than the insert itself.
-    """
+    """A plain psycopg cursor on Django's connection (same transaction), for COPY and
+    server-side parameter binding, which Django's client-side binding cursors lack."""
     connection.ensure_connection()
     return psycopg.Cursor(connection.connection)
 
@@ -309,22 +306,34 @@ def _store(
     candidates: list[_Candidate], results: list[EventResult | None], *, received_at: datetime
 ) -> set[tuple[int, int]]:
     with transaction.atomic(), _server_bound_cursor() as cursor:
-        # Binary parameters: 10,000-element arrays dump much faster than as escaped text.
-        cursor.execute(
-            sql.CLAIM_KEYS,
-            {
-                "customer_ids": [c.customer_id for c in candidates],
-                "keys": [c.key for c in candidates],
-                "timestamps": [c.timestamp for c in candidates],
-            },
-            binary=True,
-        )
+        # The batch travels once, by binary COPY into a per-connection temporary table
+        # (emptied at commit or rollback); the statements below read it from there.
+        cursor.execute(sql.STAGING_TABLE)
+        # Emptied at commit; but a caller's enclosing transaction may ingest twice.
+        cursor.execute(sql.STAGING_EMPTY)
+        with cursor.copy(sql.STAGING_COPY) as copy:
+            copy.set_types(sql.STAGING_TYPES)
+            for c in candidates:
+                copy.write_row(
+                    (
+                        c.index,
+                        c.customer_id,
+                        c.key,
+                        c.event_name,
+                        c.timestamp,
+                        c.properties_json,
+                        c.late,
+                    )
+                )
+        cursor.execute(sql.CLAIM_KEYS)
         claimed = set(cursor.fetchall())
         new: list[_Candidate] = []
+        unstaged: list[int] = []
         for c in candidates:
             if (c.customer_id, c.key) in claimed:
                 new.append(c)
             else:
+                unstaged.append(c.index)
                 results[c.index] = EventResult(c.index, c.key, Status.DUPLICATE)
 
         refused = {}
@@ -354,7 +363,10 @@ def _store(
             for c in released:
                 code, message = refused[c.index]
                 results[c.index] = EventResult(c.index, c.key, Status.REJECTED, code, message)
+                unstaged.append(c.index)
             new = [c for c in new if c.index not in refused]
+        if unstaged:
+            cursor.execute(sql.UNSTAGE, {"positions": unstaged})
         if not new:
             return set()
 
@@ -364,19 +376,7 @@ def _store(
                 sql.LOCK_METERS_SHARED,
                 {"lock_class": sql.ROLLUP_LOCK_CLASS, "meter_ids": meter_ids},
             )
-        cursor.execute(
-            sql.INGEST,
-            {
-                "customer_ids": [c.customer_id for c in new],
-                "keys": [c.key for c in new],
-                "names": [c.event_name for c in new],
-                "timestamps": [c.timestamp for c in new],
-                "properties": [c.properties_json for c in new],
-                "late": [c.late for c in new],
-                "received_at": received_at,
-            },
-            binary=True,
-        )
+        cursor.execute(sql.INGEST, {"received_at": received_at})
         for c in new:
             results[c.index] = EventResult(c.index, c.key, Status.ACCEPTED)
         changed = {(c.customer_id, c.meter.pk) for c in new if c.meter is not None and not c.late}

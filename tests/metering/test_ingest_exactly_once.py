@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from metering import sql
 from metering.ingest import events_ingest
@@ -349,3 +349,14 @@ def test_a_connection_killed_mid_statement_leaves_nothing_and_the_retry_counts_o
     assert ingest(batch).duplicates == len(batch)
     assert total(customer_a, meter) == 100 + sum(i % 10 for i in range(len(batch)))
     assert UsageEvent.objects.count() == len(batch) + 1
+
+
+def test_two_batches_in_one_enclosing_transaction_each_count_once(customer_a):
+    """The staging table is emptied at commit; a caller's own transaction must not make the
+    second batch re-store the first."""
+    meter = api_calls_meter()
+    with transaction.atomic():
+        ingest([event(customer_a, "one", ts=ts(10), endpoint="/a", region="eu")])
+        ingest([event(customer_a, "two", ts=ts(10), endpoint="/a", region="eu")])
+    assert UsageEvent.objects.filter(customer=customer_a).count() == 2
+    assert sum(UsageRollup.objects.filter(meter=meter).values_list("event_count", flat=True)) == 2
