@@ -11,7 +11,13 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, InvalidInput, NotFound
 from accounts.models import Customer
-from accounts.services import Actor, audit_record, snapshot
+from accounts.services import (
+    Actor,
+    audit_record,
+    reject_unknown_fields,
+    snapshot,
+    validate_model,
+)
 
 from . import hooks
 from .models import CustomerUsageState, EventKey, Meter
@@ -74,11 +80,7 @@ def _validate_meter(meter: Meter) -> None:
             f"group_by takes up to {MAX_GROUP_BY} distinct properties.", field="group_by"
         )
     meter.filters = normalize_filters(meter.filters)
-    try:
-        meter.full_clean(validate_unique=False, validate_constraints=False)
-    except Exception as exc:  # ValidationError: report the first field
-        field, messages = next(iter(exc.message_dict.items()))
-        raise InvalidInput(messages[0], field=field) from exc
+    validate_model(meter)
 
 
 def _queue_rebuild(meter: Meter) -> None:
@@ -90,9 +92,7 @@ def _queue_rebuild(meter: Meter) -> None:
 
 @transaction.atomic
 def meter_create(*, actor: Actor, **fields) -> Meter:
-    unknown = set(fields) - set(METER_FIELDS)
-    if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} is not a meter field.", code="unknown_field")
+    reject_unknown_fields(fields, METER_FIELDS, what="meter")
     meter = Meter(**fields)
     _validate_meter(meter)
     if Meter.objects.filter(code=meter.code).exists():
@@ -115,9 +115,7 @@ def meter_create(*, actor: Actor, **fields) -> Meter:
 
 @transaction.atomic
 def meter_update(*, actor: Actor, meter: Meter, **changes) -> Meter:
-    unknown = set(changes) - set(METER_FIELDS)
-    if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} is not a meter field.", code="unknown_field")
+    reject_unknown_fields(changes, METER_FIELDS, what="meter")
     meter = Meter.objects.select_for_update().get(pk=meter.pk)
     before = snapshot(meter, METER_FIELDS)
     for name, value in changes.items():

@@ -6,7 +6,7 @@ its ``OutputSerializer``. Objects are looked up through ``accounts.tenancy`` so 
 tenant's object is a 404.
 """
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -16,6 +16,7 @@ from accounts import selectors, services
 from accounts.models import Contact, Customer
 from accounts.tenancy import get_scoped_or_404
 
+from .schema import responses
 from .serializers import (
     ApiKeyOutputSerializer,
     ContactCreateInputSerializer,
@@ -23,26 +24,7 @@ from .serializers import (
     ContactOutputSerializer,
     CustomerInputSerializer,
     CustomerOutputSerializer,
-    ErrorSerializer,
 )
-
-_ERROR_DESCRIPTIONS = {
-    400: "Invalid input: malformed JSON, an unknown field or a bad value (`field` names it).",
-    401: "No API key, or the key is malformed, unknown or revoked.",
-    403: "The key lacks the scope this needs (`insufficient_scope`).",
-    404: "No such object among those this key may see.",
-    409: "Conflicts with an existing object.",
-    415: "The body is not JSON.",
-}
-
-
-def _responses(ok: dict, *error_statuses: int) -> dict:
-    """The success responses plus the error shape for 401, 403 and the given statuses."""
-    errors = {
-        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
-        for code in sorted({401, 403, *error_statuses})
-    }
-    return {**ok, **errors}
 
 
 class BaseApi(APIView):
@@ -72,7 +54,7 @@ class CustomerListApi(BaseApi):
         summary="List customers",
         description="Operator keys see every customer; a customer key sees its own. "
         "Needs `customers:read`.",
-        responses=_responses({200: OutputSerializer(many=True)}, 400),
+        responses=responses({200: OutputSerializer(many=True)}, 400),
     )
     def get(self, request):
         return self.paginated_response(
@@ -84,7 +66,7 @@ class CustomerListApi(BaseApi):
         description="Needs `customers:write` (operator keys only). "
         "An `external_id` already in use answers 409 `external_id_conflict`.",
         request=InputSerializer,
-        responses=_responses({201: OutputSerializer}, 400, 409, 415),
+        responses=responses({201: OutputSerializer}, 400, 409, 415),
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
@@ -104,7 +86,7 @@ class CustomerDetailApi(BaseApi):
     @extend_schema(
         summary="Get a customer",
         description="Needs `customers:read`.",
-        responses=_responses({200: OutputSerializer}, 404),
+        responses=responses({200: OutputSerializer}, 404),
     )
     def get(self, request, external_id: str):
         return Response(self.OutputSerializer(self.get_customer(external_id)).data)
@@ -113,7 +95,7 @@ class CustomerDetailApi(BaseApi):
         summary="Change a customer",
         description="Send only the fields to change. Needs `customers:write` (operator keys only).",
         request=InputSerializer,
-        responses=_responses({200: OutputSerializer}, 400, 404, 409, 415),
+        responses=responses({200: OutputSerializer}, 400, 404, 409, 415),
     )
     def patch(self, request, external_id: str):
         # Look the customer up before reading the body: another tenant's object is a 404
@@ -148,7 +130,7 @@ class ContactListApi(BaseApi):
                 description="Only the contacts of the customer with this external_id.",
             )
         ],
-        responses=_responses({200: OutputSerializer(many=True)}, 400),
+        responses=responses({200: OutputSerializer(many=True)}, 400),
     )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
@@ -163,7 +145,7 @@ class ContactListApi(BaseApi):
         description="Needs `contacts:write`. Give at least one channel (email or a webhook URL). "
         "Operator keys must name the `customer`.",
         request=InputSerializer,
-        responses=_responses({201: OutputSerializer}, 400, 409, 415),
+        responses=responses({201: OutputSerializer}, 400, 409, 415),
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data, context={"principal": request.auth})
@@ -189,7 +171,7 @@ class ContactDetailApi(BaseApi):
     @extend_schema(
         summary="Get a contact",
         description="Needs `contacts:read`.",
-        responses=_responses({200: OutputSerializer}, 404),
+        responses=responses({200: OutputSerializer}, 404),
     )
     def get(self, request, contact_id: int):
         return Response(self.OutputSerializer(self.get_contact(contact_id)).data)
@@ -199,7 +181,7 @@ class ContactDetailApi(BaseApi):
         description="Send only the fields to change; a blank string clears a channel. "
         "Needs `contacts:write`.",
         request=InputSerializer,
-        responses=_responses({200: OutputSerializer}, 400, 404, 409, 415),
+        responses=responses({200: OutputSerializer}, 400, 404, 409, 415),
     )
     def patch(self, request, contact_id: int):
         contact = self.get_contact(contact_id)
@@ -213,7 +195,7 @@ class ContactDetailApi(BaseApi):
     @extend_schema(
         summary="Remove a contact",
         description="Needs `contacts:write`.",
-        responses=_responses({204: None}, 404),
+        responses=responses({204: None}, 404),
     )
     def delete(self, request, contact_id: int):
         services.contact_delete(actor=request.auth, contact=self.get_contact(contact_id))
@@ -231,7 +213,7 @@ class MeApi(BaseApi):
     @extend_schema(
         summary="The calling API key",
         description="Name, prefix, kind, environment, scopes and customer of the key in use.",
-        responses=_responses({200: OutputSerializer}),
+        responses=responses({200: OutputSerializer}),
     )
     def get(self, request):
         return Response(self.OutputSerializer(request.auth).data)

@@ -17,7 +17,14 @@ from .api_keys import (
     api_key_create,
     api_key_revoke,
 )
-from .audit import Actor, actor_label, audit_record, snapshot
+from .audit import (
+    Actor,
+    actor_label,
+    audit_record,
+    reject_unknown_fields,
+    snapshot,
+    validate_model,
+)
 from .contacts import CONTACT_FIELDS, contact_create, contact_delete, contact_update
 from .customers import (
     CUSTOMER_AUDIT_FIELDS,
@@ -70,6 +77,8 @@ __all__ = [
     "member_invite",
     "member_remove",
     "member_resend_invitation",
+    "reject_unknown_fields",
     "snapshot",
     "staff_groups_sync",
+    "validate_model",
 ]

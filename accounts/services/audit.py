@@ -59,6 +59,17 @@ def changed_fields(before: dict, after: dict) -> tuple[dict, dict]:
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
 
 
+def reject_unknown_fields(given, allowed, *, what: str) -> None:
+    """Writes name their fields; one the service does not know is refused, never dropped."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise InvalidInput(
+            f"{unknown[0]} is not a {what} field you can set.",
+            code="unknown_field",
+            field=unknown[0],
+        )
+
+
 def validate_model(instance, *, exclude=None) -> None:
     """Model validation as a last line of defence; the first problem becomes InvalidInput."""
     try:

@@ -4,7 +4,14 @@ from django.db import IntegrityError, transaction
 
 from ..errors import Conflict, InvalidInput
 from ..models import Contact, Customer, Membership
-from .audit import Actor, audit_record, changed_fields, snapshot, validate_model
+from .audit import (
+    Actor,
+    audit_record,
+    changed_fields,
+    reject_unknown_fields,
+    snapshot,
+    validate_model,
+)
 
 CONTACT_FIELDS = (
     "name",
@@ -31,6 +38,17 @@ def _save_contact(contact: Contact) -> None:
         raise
 
 
+def _clean_contact(contact: Contact) -> None:
+    """What every saved contact satisfies: a lowercase email, a channel, a teammate as user."""
+    contact.email = contact.email.strip().lower()
+    if not contact.channels:
+        raise InvalidInput(
+            "Give at least one channel: an email address or a webhook URL.", code="no_channel"
+        )
+    _check_contact_user(contact)
+    validate_model(contact)
+
+
 def _check_contact_user(contact: Contact) -> None:
     if (
         contact.user_id
@@ -43,21 +61,9 @@ def _check_contact_user(contact: Contact) -> None:
 
 @transaction.atomic
 def contact_create(*, actor: Actor, customer: Customer, **fields) -> Contact:
-    unknown = set(fields) - set(CONTACT_FIELDS)
-    if unknown:
-        raise InvalidInput(
-            f"{sorted(unknown)[0]} is not a contact field.",
-            code="unknown_field",
-            field=sorted(unknown)[0],
-        )
+    reject_unknown_fields(fields, CONTACT_FIELDS, what="contact")
     contact = Contact(customer=customer, **fields)
-    contact.email = contact.email.strip().lower()
-    if not contact.channels:
-        raise InvalidInput(
-            "Give at least one channel: an email address or a webhook URL.", code="no_channel"
-        )
-    _check_contact_user(contact)
-    validate_model(contact)
+    _clean_contact(contact)
     _save_contact(contact)
     audit_record(
         actor=actor,
@@ -71,24 +77,12 @@ def contact_create(*, actor: Actor, customer: Customer, **fields) -> Contact:
 
 @transaction.atomic
 def contact_update(*, actor: Actor, contact: Contact, **changes) -> Contact:
-    unknown = set(changes) - set(CONTACT_FIELDS)
-    if unknown:
-        raise InvalidInput(
-            f"{sorted(unknown)[0]} is not a contact field.",
-            code="unknown_field",
-            field=sorted(unknown)[0],
-        )
+    reject_unknown_fields(changes, CONTACT_FIELDS, what="contact")
     contact = Contact.objects.select_for_update().select_related("customer").get(pk=contact.pk)
     before = snapshot(contact, CONTACT_FIELDS)
     for name, value in changes.items():
         setattr(contact, name, value)
-    contact.email = contact.email.strip().lower()
-    if not contact.channels:
-        raise InvalidInput(
-            "Give at least one channel: an email address or a webhook URL.", code="no_channel"
-        )
-    _check_contact_user(contact)
-    validate_model(contact)
+    _clean_contact(contact)
     old, new = changed_fields(before, snapshot(contact, CONTACT_FIELDS))
     if not new:
         return contact

@@ -2,9 +2,16 @@
 
 from django.db import IntegrityError, transaction
 
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict
 from ..models import Customer
-from .audit import Actor, audit_record, changed_fields, snapshot, validate_model
+from .audit import (
+    Actor,
+    audit_record,
+    changed_fields,
+    reject_unknown_fields,
+    snapshot,
+    validate_model,
+)
 
 CUSTOMER_AUDIT_FIELDS = ("name", "external_id", "currency", "timezone", "billing_email", "status")
 CUSTOMER_UPDATABLE_FIELDS = frozenset(CUSTOMER_AUDIT_FIELDS)
@@ -57,13 +64,7 @@ def customer_create(
 
 @transaction.atomic
 def customer_update(*, actor: Actor, customer: Customer, **changes) -> Customer:
-    unknown = set(changes) - CUSTOMER_UPDATABLE_FIELDS
-    if unknown:
-        raise InvalidInput(
-            f"{sorted(unknown)[0]} cannot be changed.",
-            code="unknown_field",
-            field=sorted(unknown)[0],
-        )
+    reject_unknown_fields(changes, CUSTOMER_UPDATABLE_FIELDS, what="customer")
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     before = snapshot(customer, CUSTOMER_AUDIT_FIELDS)
     for name, value in changes.items():

@@ -11,11 +11,11 @@ from datetime import timedelta
 from django.db.models import BooleanField, F, Func, JSONField, QuerySet, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
 
-from accounts.api.serializers import ErrorSerializer
+from accounts.api.schema import responses
 from accounts.api.views import BaseApi
 from accounts.errors import InvalidInput
 from accounts.models import Customer
@@ -44,26 +44,6 @@ from .serializers import (
 
 MAX_USAGE_RANGE = timedelta(days=400)
 MAX_HOURLY_RANGE = timedelta(days=31)
-
-_ERRORS = {
-    400: "Invalid input (`code` says what, `field` names where).",
-    401: "No API key, or the key is malformed, unknown or revoked.",
-    403: "The key lacks the scope (`insufficient_scope`) or is not an operator key "
-    "(`operator_key_required`).",
-    404: "No such object among those this key may see.",
-    409: "Conflicts with an existing object.",
-    413: "Over the body limit (`payload_too_large`) or over 10,000 events (`batch_too_large`).",
-    415: "The body is not JSON.",
-    429: "Too many requests for this key (`rate_limited`); retry after `Retry-After` seconds.",
-}
-
-
-def _responses(ok: dict, *error_statuses: int) -> dict:
-    errors = {
-        code: OpenApiResponse(ErrorSerializer, description=_ERRORS[code])
-        for code in sorted({401, 403, 429, *error_statuses})
-    }
-    return {**ok, **errors}
 
 
 class OperatorKeyRequired(exceptions.PermissionDenied):
@@ -140,7 +120,7 @@ class EventsApi(MeteringApi):
         "are stored even when others in the batch are rejected. Needs `events:write` "
         "(operator keys only).",
         request=EventBatchInputSerializer,
-        responses=_responses({200: EventBatchOutputSerializer}, 400, 413, 415),
+        responses=responses({200: EventBatchOutputSerializer}, 400, 413, 415),
     )
     def post(self, request):
         result = events_ingest(events=_batch(request.data))
@@ -160,7 +140,7 @@ class EventsApi(MeteringApi):
         "`property.<name>=value` (repeat a parameter for any of several values). Needs "
         "`usage:read`; a customer key sees its own events.",
         parameters=[EventListQuerySerializer],
-        responses=_responses({200: EventOutputSerializer(many=True)}, 400, 404),
+        responses=responses({200: EventOutputSerializer(many=True)}, 400, 404),
     )
     def get(self, request):
         query = EventListQuerySerializer(data=request.query_params)
@@ -206,7 +186,7 @@ class EventVoidApi(MeteringApi):
         "`not_found`, or `period_closed` (invoiced usage is corrected by a credit note). "
         "Needs `events:write` (operator keys only).",
         request=EventVoidInputSerializer,
-        responses=_responses({200: EventVoidOutputSerializer}, 400, 415),
+        responses=responses({200: EventVoidOutputSerializer}, 400, 415),
     )
     def post(self, request):
         payload = EventVoidInputSerializer(data=request.data, context={"principal": request.auth})
@@ -236,7 +216,7 @@ class MeterListApi(MeteringApi):
         description="The vendor's meter definitions (the same for every customer). Needs "
         "`usage:read`.",
         parameters=[MeterListQuerySerializer],
-        responses=_responses({200: MeterOutputSerializer(many=True)}, 400),
+        responses=responses({200: MeterOutputSerializer(many=True)}, 400),
     )
     def get(self, request):
         query = MeterListQuerySerializer(data=request.query_params)
@@ -251,7 +231,7 @@ class MeterListApi(MeteringApi):
         description="Events that already arrived for its code are counted by a rebuild "
         "(`rebuild_status` queued → running → idle). Needs `meters:write` (operator keys).",
         request=MeterInputSerializer,
-        responses=_responses({201: MeterOutputSerializer}, 400, 409, 415),
+        responses=responses({201: MeterOutputSerializer}, 400, 409, 415),
     )
     def post(self, request):
         payload = MeterInputSerializer(data=request.data)
@@ -273,7 +253,7 @@ class MeterDetailApi(MeteringApi):
     @extend_schema(
         summary="Get a meter",
         description="Needs `usage:read`.",
-        responses=_responses({200: MeterOutputSerializer}, 404),
+        responses=responses({200: MeterOutputSerializer}, 404),
     )
     def get(self, request, code: str):
         return Response(MeterOutputSerializer(self.get_meter(code)).data)
@@ -285,7 +265,7 @@ class MeterDetailApi(MeteringApi):
         "`definition_version` and rebuilds its usage from the raw events. Needs "
         "`meters:write` (operator keys).",
         request=MeterInputSerializer,
-        responses=_responses({200: MeterOutputSerializer}, 400, 404, 409, 415),
+        responses=responses({200: MeterOutputSerializer}, 400, 404, 409, 415),
     )
     def patch(self, request, code: str):
         meter = self.get_meter(code)
@@ -353,7 +333,7 @@ class UsageApi(MeteringApi):
         "`dimension.<name>=value`. Quantities are decimal strings. Needs `usage:read`; a "
         "customer key sees its own customer.",
         parameters=[UsageQuerySerializer],
-        responses=_responses({200: UsageOutputSerializer}, 400, 404),
+        responses=responses({200: UsageOutputSerializer}, 400, 404),
     )
     def get(self, request):
         query = UsageQuerySerializer(data=request.query_params)
