@@ -178,36 +178,44 @@ def post_batches(
     return time.perf_counter() - started, latencies, accepted
 
 
-def copy_baseline(url: str, events: list[dict], customer_ids: dict[str, int]) -> float:
-    """The machine's ceiling: COPY the same rows into a bare table with the same unique key."""
-    with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as conn:
-        conn.execute(
-            "CREATE TABLE bench_copy (customer_id bigint, idempotency_key text, event_name text,"
-            ' "timestamp" timestamptz, properties jsonb)'
+def copy_baseline(url: str, events: list[dict], customer_ids: dict[str, int], runs: int) -> float:
+    """The machine's ceiling: COPY the same rows into a bare table with the same unique key.
+
+    The best of ``runs`` attempts, each into a fresh table: on a shared, noisy machine a
+    single run can land in a slow moment and flatter the ratio.
+    """
+    rows = [
+        (
+            customer_ids[e["customer"]],
+            e["idempotency_key"],
+            e["event_name"],
+            datetime.fromisoformat(e["timestamp"]),
+            orjson.dumps(e["properties"]).decode(),
         )
-        conn.execute("CREATE UNIQUE INDEX ON bench_copy (customer_id, idempotency_key)")
-        conn.commit()
-        rows = [
-            (
-                customer_ids[e["customer"]],
-                e["idempotency_key"],
-                e["event_name"],
-                datetime.fromisoformat(e["timestamp"]),
-                orjson.dumps(e["properties"]).decode(),
+        for e in events
+    ]
+    best = 0.0
+    with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as conn:
+        for _ in range(runs):
+            conn.execute("DROP TABLE IF EXISTS bench_copy")
+            conn.execute(
+                "CREATE TABLE bench_copy (customer_id bigint, idempotency_key text,"
+                ' event_name text, "timestamp" timestamptz, properties jsonb)'
             )
-            for e in events
-        ]
-        started = time.perf_counter()
-        with conn.cursor() as cursor:
-            for offset in range(0, len(rows), 10_000):
-                with cursor.copy(
-                    "COPY bench_copy (customer_id, idempotency_key, event_name,"
-                    ' "timestamp", properties) FROM STDIN'
-                ) as copy:
-                    for row in rows[offset : offset + 10_000]:
-                        copy.write_row(row)
-                conn.commit()
-        return len(rows) / (time.perf_counter() - started)
+            conn.execute("CREATE UNIQUE INDEX ON bench_copy (customer_id, idempotency_key)")
+            conn.commit()
+            started = time.perf_counter()
+            with conn.cursor() as cursor:
+                for offset in range(0, len(rows), 10_000):
+                    with cursor.copy(
+                        "COPY bench_copy (customer_id, idempotency_key, event_name,"
+                        ' "timestamp", properties) FROM STDIN'
+                    ) as copy:
+                        for row in rows[offset : offset + 10_000]:
+                            copy.write_row(row)
+                    conn.commit()
+            best = max(best, len(rows) / (time.perf_counter() - started))
+    return best
 
 
 def main() -> None:
@@ -219,6 +227,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
+    parser.add_argument(
+        "--copy-runs", type=int, default=3, help="COPY baseline attempts (the best counts)"
+    )
     parser.add_argument("--quick", action="store_true", help="30,000 events")
     args = parser.parse_args()
     if args.quick:
@@ -262,12 +273,15 @@ def main() -> None:
     sent = sum(len(orjson.loads(b)) for b in bodies[1:])
     assert accepted == sent, f"only {accepted} of {sent} events were accepted"
     api_rate = accepted / elapsed
-    copy_rate = copy_baseline(url, events, customers)
+    copy_rate = copy_baseline(url, events, customers, args.copy_runs)
     drop_database(url)
 
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     print(f"API ingest (dedup + rollups, HTTP):  {api_rate:>10,.0f} events/s")
-    print(f"bare COPY with the unique index:     {copy_rate:>10,.0f} events/s")
+    print(
+        f"bare COPY with the unique index:     {copy_rate:>10,.0f} events/s"
+        f" (best of {args.copy_runs})"
+    )
     print(f"ratio API / COPY:                    {api_rate / copy_rate:>10.2f}")
     print(f"request latency for {args.batch:,} events:  p50 {p50:,.0f} ms   p99 {p99:,.0f} ms")
     print(f"peak worker RSS:                     {sampler.peak_mb:>10,.0f} MB")

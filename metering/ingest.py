@@ -302,6 +302,18 @@ def _server_bound_cursor() -> psycopg.Cursor:
     return psycopg.Cursor(connection.connection)
 
 
+def _claim_keys(cursor: psycopg.Cursor) -> set[tuple[int, str]] | None:
+    """Claim the staged (customer, key) pairs; ``None`` when every one was new, else the
+    pairs this batch claimed (the rest were claimed before, by this or another batch)."""
+    try:
+        with transaction.atomic():  # a savepoint: the failed attempt leaves nothing behind
+            cursor.execute(sql.CLAIM_ALL_KEYS)
+    except psycopg.errors.UniqueViolation:
+        cursor.execute(sql.CLAIM_KEYS)
+        return set(cursor.fetchall())
+    return None
+
+
 def _store(
     candidates: list[_Candidate], results: list[EventResult | None], *, received_at: datetime
 ) -> set[tuple[int, int]]:
@@ -325,12 +337,11 @@ def _store(
                         c.late,
                     )
                 )
-        cursor.execute(sql.CLAIM_KEYS)
-        claimed = set(cursor.fetchall())
+        claimed = _claim_keys(cursor)
         new: list[_Candidate] = []
         unstaged: list[int] = []
         for c in candidates:
-            if (c.customer_id, c.key) in claimed:
+            if claimed is None or (c.customer_id, c.key) in claimed:
                 new.append(c)
             else:
                 unstaged.append(c.index)

@@ -166,6 +166,14 @@ STAGING_COPY = (
 STAGING_TYPES = ["int4", "int8", "text", "text", "timestamptz", "text", "bool"]
 
 # Exactly-once: claim each (customer, key) for good; only the claimed ones are new.
+# First optimistically, as a plain INSERT: most batches are all new, and it costs about
+# half of ON CONFLICT's speculative insertion. Any key already claimed (a retry, a
+# concurrent batch) makes it fail as a whole, and CLAIM_KEYS sorts the batch out.
+CLAIM_ALL_KEYS = """
+INSERT INTO metering_eventkey (customer_id, idempotency_key, event_timestamp)
+SELECT customer_id, idempotency_key, "timestamp" FROM metering_ingest_staging ORDER BY 1, 2
+"""
+
 CLAIM_KEYS = """
 INSERT INTO metering_eventkey (customer_id, idempotency_key, event_timestamp)
 SELECT customer_id, idempotency_key, "timestamp" FROM metering_ingest_staging ORDER BY 1, 2

@@ -21,7 +21,11 @@ QUANTITY = {"max_digits": 38, "decimal_places": 12}
 class UsageRollup(models.Model):
     TENANT_PATH = "customer"
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    # The unique key leads with the customer: it serves lookups by customer, and a
+    # second index would cost every ingest upsert that inserts a row.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="rollups")
     hour = models.DateTimeField()
     # Values of the meter's group_by properties, in order ('' when an event lacks one).
@@ -47,7 +51,9 @@ class UsageRollup(models.Model):
 class UsageUniqueValue(models.Model):
     TENANT_PATH = "customer"
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField()
     dimensions = ArrayField(models.TextField(), default=list)
