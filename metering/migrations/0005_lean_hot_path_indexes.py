@@ -42,8 +42,10 @@ class Migration(migrations.Migration):
                 to="accounts.customer",
             ),
         ),
-        # Ingest adds to the same rollup rows all hour long. Free space on each page lets
-        # those updates stay HOT (no index entries written, nothing for vacuum to chase).
+        # Ingest adds to the same rollup rows all hour long. Free space on each page keeps
+        # those updates HOT (no index entries written): all of them at 50, 95% at 80, 80%
+        # when packed full. 50 ingests ~6% faster than 80; usage queries read more pages
+        # but stay far inside their budget (bench/usage_query.py).
         migrations.RunSQL(
             "ALTER TABLE metering_usagerollup SET (fillfactor = 50)",
             "ALTER TABLE metering_usagerollup RESET (fillfactor)",
