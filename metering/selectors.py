@@ -22,6 +22,7 @@ from .models import Meter, UsageEvent
 from .tracks import ceil_hour, floor_hour
 
 GRANULARITIES = ("hour", "day", "month")
+TRACKS = ("realtime", "batch")
 
 _AGGREGATE = {
     Meter.Aggregation.COUNT: "sum(event_count)",
@@ -95,6 +96,7 @@ def usage_points(
     granularity: str | None = None,
     group_by: str | None = None,
     where: dict[str, str] | None = None,
+    track: str = "realtime",
 ) -> list[UsagePoint]:
     """Usage of one customer on one meter over ``[start, end)``.
 
@@ -102,17 +104,25 @@ def usage_points(
     ``group_by`` (one of the meter's dimensions) breaks it down; ``where`` keeps only
     usage whose dimensions have the given values. Only buckets with usage are returned.
     A gauge (latest) is the latest value per dimension combination, summed.
+
+    ``track="batch"`` measures every event of the range from the raw events, ignoring the
+    rollups: what period close bills and reconciles the real-time track against.
     """
     if end <= start:
         return []
     if granularity is not None and granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
+    if track not in TRACKS:
+        raise ValueError(f"track must be one of {TRACKS}")
     dimensions = list(meter.group_by)
     for name in [group_by, *(where or {})]:
         if name is not None and name not in dimensions:
             raise ValueError(f"{name!r} is not a dimension of meter {meter.code}")
 
-    full_start, full_end, edges = _edges(start, end)
+    if track == "batch":
+        full_start, full_end, edges = start, start, [(start, end)]
+    else:
+        full_start, full_end, edges = _edges(start, end)
     params: dict = {
         "customer_id": customer.pk,
         "meter_id": meter.pk,
@@ -231,9 +241,17 @@ def _normalize(value: Decimal | None) -> Decimal | None:
 
 
 def usage_total(
-    *, customer: Customer, meter: Meter, start: datetime, end: datetime, where=None
+    *,
+    customer: Customer,
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    where=None,
+    track: str = "realtime",
 ) -> Decimal:
-    points = usage_points(customer=customer, meter=meter, start=start, end=end, where=where)
+    points = usage_points(
+        customer=customer, meter=meter, start=start, end=end, where=where, track=track
+    )
     if not points or points[0].value is None:
         return Decimal(0)
     return points[0].value

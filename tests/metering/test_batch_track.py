@@ -413,3 +413,21 @@ def test_values_with_more_decimals_than_rollups_keep_do_not_come_back_every_run(
         end=recent_hour + timedelta(minutes=59),
     )
     assert whole_hour == raw_edge == Decimal("0.633333333334")
+
+
+def test_the_batch_track_total_reads_the_raw_events_not_the_rollups(customer_a, recent_hour):
+    """Period close bills from the raw events and reconciles the rollups against them."""
+    meter = data_meter()
+    ingest(
+        event(customer_a, "a", name=meter.code, ts=iso(recent_hour + timedelta(minutes=5)), gb=2),
+        event(customer_a, "b", name=meter.code, ts=iso(recent_hour + timedelta(minutes=50)), gb=3),
+    )
+    start, end = recent_hour, recent_hour + timedelta(hours=1)
+    UsageRollup.objects.filter(customer=customer_a, meter=meter).update(value_sum=Decimal(99))
+
+    realtime = usage_total(customer=customer_a, meter=meter, start=start, end=end)
+    batch = usage_total(customer=customer_a, meter=meter, start=start, end=end, track="batch")
+
+    assert (realtime, batch) == (Decimal(99), Decimal(5))
+    with pytest.raises(ValueError, match="track"):
+        usage_total(customer=customer_a, meter=meter, start=start, end=end, track="nightly")
