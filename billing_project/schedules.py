@@ -68,6 +68,18 @@ SCHEDULE: list[PeriodicEntry] = [
         every=timedelta(minutes=15),
         queue="ingest",
     ),
+    PeriodicEntry(
+        name="invoicing: close ended billing periods",
+        task="invoicing.tasks.periods_close_due",
+        every=timedelta(minutes=5),
+        queue="billing",
+    ),
+    PeriodicEntry(
+        name="invoicing: finalize drafts after their grace period",
+        task="invoicing.tasks.invoices_finalize_due",
+        every=timedelta(minutes=5),
+        queue="billing",
+    ),
 ]
 
 

@@ -292,6 +292,19 @@ def usage_series(
     ]
 
 
+def usage_as_displayed(
+    *, customer: Customer, meter: Meter, start: datetime, end: datetime
+) -> Decimal:
+    """A period's figure the way the portal's dashboard arrives at it: for count and sum
+    meters the sum of its daily bars (bucketed in the customer's time zone), otherwise the
+    period total. Period close checks it against the billed figure, so a charting or
+    bucketing bug cannot show a customer something other than what they pay for."""
+    if meter.aggregation not in (Meter.Aggregation.COUNT, Meter.Aggregation.SUM):
+        return usage_total(customer=customer, meter=meter, start=start, end=end)
+    series = usage_series(customer=customer, meter=meter, start=start, end=end, granularity="day")
+    return _normalize(sum((p.value or Decimal(0) for p in series), Decimal(0))) or Decimal(0)
+
+
 def usage_breakdown(
     *,
     customer: Customer,

@@ -298,5 +298,18 @@ METERING_RECONCILE_MARGIN_MINUTES = env_value(
     "METERING_RECONCILE_MARGIN_MINUTES", env.int, default=10
 )
 
+# A closed period's draft waits this long for stragglers (events of the period still in
+# flight) and is re-rated before it finalizes; finance can finalize earlier.
+INVOICING_FINALIZE_GRACE_MINUTES = env_value(
+    "INVOICING_FINALIZE_GRACE_MINUTES", env.int, default=60
+)
+INVOICING_PAYMENT_TERMS_DAYS = env_value("INVOICING_PAYMENT_TERMS_DAYS", env.int, default=30)
+
 # An invitation link stays valid this long.
 INVITATION_TTL_DAYS = env_value("INVITATION_TTL_DAYS", env.int, default=7)
+
+# --- Stripe (invoicing.stripe_gateway) -------------------------------------------------
+# No key: Stripe sync is off. No base: Stripe's real API (tests point it at loopback fakes).
+STRIPE_API_KEY = env_value("STRIPE_API_KEY", env.str, default="")
+STRIPE_API_BASE = env_value("STRIPE_API_BASE", env.str, default="")
+STRIPE_WEBHOOK_SECRET = env_value("STRIPE_WEBHOOK_SECRET", env.str, default="")

@@ -5,7 +5,8 @@ interval (``invoicing.periods``). A plan change mid-period ends the current phas
 starts a new one at the second of the change: flat fees prorate by the second and usage
 splits at the change. ``billed_through`` is the end of the last period closed into an
 invoice; the period-close job claims a subscription by moving it forward with a
-compare-and-swap, so two workers never bill one period twice.
+compare-and-swap, so two workers never bill one period twice. The commitment balance
+lives on the invoices (each one's balance after it), not here.
 """
 
 from django.db import models
@@ -34,13 +35,15 @@ class Subscription(models.Model):
     ends_at = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
     billed_through = models.DateTimeField(help_text="End of the last period closed.")
-    # Prepaid commitment still to be drawn down in the current commitment term (minor units).
-    commitment_balance_minor = models.BigIntegerField(default=0)
+    # End of the period after billed_through (stored so due periods are one indexed query);
+    # empty once the last period of an ended subscription is closed.
+    current_period_end = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["customer", "-started_at"]
+        indexes = [models.Index(fields=["current_period_end"], name="subscription_period_due")]
         constraints = [
             models.UniqueConstraint(
                 fields=["customer"],

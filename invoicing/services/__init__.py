@@ -1,0 +1,30 @@
+"""Writes for invoicing: the catalog, subscriptions, period close and finalization.
+
+Every function is keyword-only, runs in a transaction, and audits what it changes. The
+functions live in one module per subdomain; import them from here.
+"""
+
+from .catalog import plan_create, plan_version_create
+from .period_close import (
+    invoice_finalize,
+    invoice_rate,
+    invoice_release,
+    invoices_finalize_due,
+    period_close,
+    periods_close_due,
+)
+from .subscriptions import subscription_cancel, subscription_change_plan, subscription_create
+
+__all__ = [
+    "invoice_finalize",
+    "invoice_rate",
+    "invoice_release",
+    "invoices_finalize_due",
+    "period_close",
+    "periods_close_due",
+    "plan_create",
+    "plan_version_create",
+    "subscription_cancel",
+    "subscription_change_plan",
+    "subscription_create",
+]

@@ -1,0 +1,397 @@
+"""Period close: from a subscription's anniversary to a final, numbered invoice.
+
+1. ``periods_close_due`` (Celery Beat, every few minutes) finds subscriptions whose
+   current period has ended and closes each in its own transaction. ``period_close``
+   claims the period with a compare-and-swap on ``billed_through`` (and the invoice's
+   unique (subscription, period_start) backs it), so two workers never bill it twice.
+2. ``invoice_rate`` builds the draft: per phase of the period (a plan change splits it),
+   usage from the **batch** track (the raw events), rated with that phase's prices. The
+   same usage from the real-time rollups and as the portal shows it is kept beside it as
+   ``InvoiceUsageCheck`` rows; any disagreement **holds** the invoice for finance.
+3. ``invoices_finalize_due`` finalizes drafts once their grace period is over (stragglers
+   of the period arriving meanwhile are included: the draft is re-rated first); finance
+   can finalize earlier. Finalizing numbers the invoice, makes it immutable and advances
+   metering's "closed through" time, after which events for the period are late.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.errors import Conflict, InvalidInput
+from accounts.services import Actor, audit_record
+from metering import selectors as metering
+from metering import services as metering_services
+
+from ..models import (
+    Invoice,
+    InvoiceLine,
+    InvoiceUsageCheck,
+    PlanVersion,
+    PriceComponent,
+    Subscription,
+)
+from ..periods import INTERVAL_MONTHS, period_containing, period_index_at, proration_fraction
+from ..pricing import commitment_months, period_pricing
+from ..rating import rate_period
+from .subscriptions import period_end_after
+
+Kind = PriceComponent.Kind
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of the period on one plan version."""
+
+    plan_version: PlanVersion
+    start: datetime
+    end: datetime
+    phase_start: datetime
+
+
+def _spans(subscription: Subscription, start: datetime, end: datetime) -> list[Span]:
+    phases = subscription.phases.filter(starts_at__lt=end).select_related("plan_version__plan")
+    spans = []
+    for phase in phases.order_by("starts_at"):
+        span_start = max(start, phase.starts_at)
+        span_end = min(end, phase.ends_at or end)
+        if span_start < span_end:
+            spans.append(Span(phase.plan_version, span_start, span_end, phase.starts_at))
+    return spans
+
+
+def _starts_commitment_term(subscription: Subscription, span: Span, months: int) -> bool:
+    """A commitment term starts with the phase, then every ``months`` months after it."""
+    if span.start == span.phase_start:
+        return True
+    anchor, interval = subscription.billing_anchor, subscription.interval
+    elapsed = (
+        period_index_at(anchor, interval, span.start)
+        - period_index_at(anchor, interval, span.phase_start)
+    ) * INTERVAL_MONTHS[interval]
+    return elapsed % months == 0
+
+
+def _commitment_balance_before(invoice: Invoice) -> int:
+    previous = (
+        Invoice.objects.filter(
+            subscription=invoice.subscription_id, period_start__lt=invoice.period_start
+        )
+        .exclude(status=Invoice.Status.VOID)
+        .order_by("-period_start")
+        .values_list("commitment_balance_after_minor", flat=True)
+        .first()
+    )
+    return previous or 0
+
+
+def _tiers_json(line) -> list[dict]:
+    return [
+        {
+            "tier": s.tier,
+            "first_unit": str(s.first_unit),
+            "up_to": None if s.up_to is None else str(s.up_to),
+            "quantity": str(s.quantity),
+            "unit_price": str(s.unit_price),
+            "flat_fee": str(s.flat_fee),
+            "amount": str(s.amount),
+        }
+        for s in line.tiers
+    ]
+
+
+def invoice_rate(invoice: Invoice) -> bool:
+    """(Re)build a draft's lines and its reconciliation evidence; returns True when the
+    gate holds it. The caller holds the invoice row locked."""
+    if not invoice.is_editable:
+        raise Conflict(f"Invoice {invoice} is finalized.", code="invoice_finalized")
+    subscription = invoice.subscription
+    customer = invoice.customer
+    anchor_start = period_containing(
+        subscription.billing_anchor, subscription.interval, invoice.period_start
+    )
+    full_start, full_end = anchor_start[1], anchor_start[2]
+    released_figures = {
+        (c.meter_id, c.period_start): c.batch_quantity for c in invoice.usage_checks.all()
+    }
+    now = timezone.now()
+    balance = _commitment_balance_before(invoice)
+    lines: list[InvoiceLine] = []
+    checks: list[InvoiceUsageCheck] = []
+    for span in _spans(subscription, invoice.period_start, invoice.period_end):
+        components = list(span.plan_version.components.select_related("meter"))
+        by_ref = {str(c.pk): c for c in components}
+        usage = {}
+        for component in components:
+            if component.kind != Kind.USAGE:
+                continue
+            figures = {
+                track: metering.usage_total(
+                    customer=customer,
+                    meter=component.meter,
+                    start=span.start,
+                    end=span.end,
+                    track=track,
+                )
+                for track in ("batch", "realtime")
+            }
+            portal = metering.usage_as_displayed(
+                customer=customer, meter=component.meter, start=span.start, end=span.end
+            )
+            checks.append(
+                InvoiceUsageCheck(
+                    invoice=invoice,
+                    meter=component.meter,
+                    period_start=span.start,
+                    period_end=span.end,
+                    batch_quantity=figures["batch"],
+                    realtime_quantity=figures["realtime"],
+                    portal_quantity=portal,
+                    checked_at=now,
+                )
+            )
+            usage[str(component.pk)] = figures["batch"]
+        pricing = period_pricing(invoice.currency, components)
+        months = commitment_months(span.plan_version)
+        rated = rate_period(
+            pricing,
+            usage,
+            fraction=proration_fraction(full_start, full_end, span.start, span.end),
+            commitment_balance_minor=balance,
+            starts_commitment_term=bool(months)
+            and _starts_commitment_term(subscription, span, months),
+        )
+        balance = rated.commitment_balance_minor
+        for line in rated.lines:
+            component = by_ref.get(line.ref or "")
+            description = line.description
+            if component is not None:
+                description = component.description or (
+                    component.meter.name if component.meter else component.get_kind_display()
+                )
+            lines.append(
+                InvoiceLine(
+                    invoice=invoice,
+                    position=len(lines) + 1,
+                    kind=line.kind,
+                    description=description[:300],
+                    meter=component.meter if component is not None else None,
+                    price_component=component,
+                    period_start=span.start,
+                    period_end=span.end,
+                    quantity=line.quantity,
+                    included_units=line.included_units,
+                    unit_price=line.unit_price,
+                    amount_minor=line.amount_minor,
+                    tiers=_tiers_json(line),
+                )
+            )
+    invoice.lines.all().delete()
+    invoice.usage_checks.all().delete()
+    InvoiceLine.objects.bulk_create(lines)
+    InvoiceUsageCheck.objects.bulk_create(checks)
+
+    mismatched = [c for c in checks if not c.matches]
+    if invoice.released_at is not None:
+        # Finance reviewed and released these figures: hold again only if they moved.
+        mismatched = [
+            c
+            for c in mismatched
+            if released_figures.get((c.meter_id, c.period_start)) != c.batch_quantity
+        ]
+    charges = (
+        InvoiceLine.Kind.FLAT_FEE,
+        InvoiceLine.Kind.USAGE,
+        InvoiceLine.Kind.MINIMUM_TRUE_UP,
+        InvoiceLine.Kind.COMMITMENT_FEE,
+    )
+    invoice.subtotal_minor = sum(line.amount_minor for line in lines if line.kind in charges)
+    invoice.total_minor = sum(line.amount_minor for line in lines)
+    invoice.commitment_balance_after_minor = balance
+    invoice.rated_at = now
+    invoice.status = Invoice.Status.HELD if mismatched else Invoice.Status.DRAFT
+    invoice.save()
+    return bool(mismatched)
+
+
+def period_close(*, subscription_id: int, now: datetime | None = None) -> Invoice | None:
+    """Close the subscription's current period if it has ended; None if there was nothing
+    to close or another worker closed it first."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_related("customer", "plan_version__plan")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if subscription is None or subscription.current_period_end is None:
+            return None
+        start, end = subscription.billed_through, subscription.current_period_end
+        if end > now:
+            return None
+        subscription.billed_through = end
+        next_end = period_end_after(subscription, end)
+        ended = next_end is None
+        claimed = Subscription.objects.filter(pk=subscription.pk, billed_through=start).update(
+            billed_through=end,
+            current_period_end=next_end,
+            **({"status": Subscription.Status.CANCELED} if ended else {}),
+            updated_at=now,
+        )
+        if not claimed:
+            return None
+        subscription.current_period_end = next_end
+        invoice = Invoice.objects.create(
+            customer=subscription.customer,
+            subscription=subscription,
+            currency=subscription.plan_version.plan.currency,
+            period_start=start,
+            period_end=end,
+            finalize_after=now + timedelta(minutes=settings.INVOICING_FINALIZE_GRACE_MINUTES),
+        )
+        held = invoice_rate(invoice)
+        audit_record(
+            actor=None,
+            action="invoice.drafted",
+            obj=invoice,
+            customer=subscription.customer,
+            after={
+                "period_start": start.isoformat(),
+                "period_end": end.isoformat(),
+                "total_minor": invoice.total_minor,
+                "held": held,
+            },
+        )
+    return invoice
+
+
+def periods_close_due(*, now: datetime | None = None) -> int:
+    """Close every period that has ended; each in its own transaction. Safe to run twice
+    and from several workers at once."""
+    now = now or timezone.now()
+    due = Subscription.objects.filter(current_period_end__lte=now).values_list("pk", flat=True)
+    return sum(1 for pk in list(due) if period_close(subscription_id=pk, now=now) is not None)
+
+
+def _next_number(series: str, year: int) -> int:
+    # One statement: creates the year's row or increments it under its row lock, so
+    # concurrent finalizations queue here and a rolled-back one returns its number.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO invoicing_documentsequence AS seq (series, year, last_number)
+            VALUES (%s, %s, 1)
+            ON CONFLICT (series, year) DO UPDATE SET last_number = seq.last_number + 1
+            RETURNING last_number
+            """,
+            [series, year],
+        )
+        return cursor.fetchone()[0]
+
+
+def document_number(series: str, now: datetime) -> tuple[int, int, str]:
+    year = now.year
+    seq = _next_number(series, year)
+    return year, seq, f"{series}-{year}-{seq:06d}"
+
+
+@transaction.atomic
+def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = None) -> Invoice:
+    """Re-rate the draft (stragglers), then number it and make it final."""
+    now = now or timezone.now()
+    invoice = (
+        Invoice.objects.select_for_update(of=("self",))
+        .select_related("customer", "subscription__plan_version__plan")
+        .get(pk=invoice.pk)
+    )
+    if invoice.status == Invoice.Status.HELD:
+        raise Conflict(
+            "This invoice is held by the reconciliation gate: review and release it first.",
+            code="invoice_held",
+        )
+    if invoice.status != Invoice.Status.DRAFT:
+        raise Conflict(f"Invoice {invoice} is already finalized.", code="invoice_finalized")
+    earlier = Invoice.objects.filter(
+        subscription=invoice.subscription_id,
+        period_start__lt=invoice.period_start,
+        status__in=Invoice.EDITABLE,
+    )
+    if earlier.exists():
+        raise Conflict(
+            "An earlier invoice of this subscription is not final yet: finalize it first.",
+            code="earlier_invoice_open",
+        )
+    if invoice_rate(invoice):
+        raise Conflict(
+            "Re-rating found usage figures that disagree: the invoice is now held.",
+            code="invoice_held",
+        )
+    invoice.number_year, invoice.number_seq, invoice.number = document_number("INV", now)
+    invoice.status = Invoice.Status.OPEN
+    invoice.finalized_at = now
+    invoice.due_at = now + timedelta(days=settings.INVOICING_PAYMENT_TERMS_DAYS)
+    invoice.save()
+    metering_services.usage_close_through(
+        actor=actor, customer=invoice.customer, closed_through=invoice.period_end
+    )
+    audit_record(
+        actor=actor,
+        action="invoice.finalized",
+        obj=invoice,
+        customer=invoice.customer,
+        after={"number": invoice.number, "total_minor": invoice.total_minor},
+    )
+    return invoice
+
+
+def invoices_finalize_due(*, now: datetime | None = None) -> int:
+    """Finalize drafts whose grace period is over, oldest period first; each in its own
+    transaction. Held invoices wait for finance."""
+    now = now or timezone.now()
+    due = Invoice.objects.filter(status=Invoice.Status.DRAFT, finalize_after__lte=now).order_by(
+        "period_start", "pk"
+    )
+    finalized = 0
+    for invoice in list(due):
+        try:
+            invoice_finalize(actor=None, invoice=invoice, now=now)
+        except Conflict:
+            continue  # held by re-rating, or an earlier one is held: finance decides
+        finalized += 1
+    return finalized
+
+
+@transaction.atomic
+def invoice_release(*, actor: Actor, invoice: Invoice, note: str) -> Invoice:
+    """Finance reviewed a held invoice's discrepancies and bills the batch figures."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status != Invoice.Status.HELD:
+        raise Conflict("Only a held invoice can be released.", code="invoice_not_held")
+    if not note.strip():
+        raise InvalidInput("Say what you reviewed.", field="note", code="note_required")
+    invoice.status = Invoice.Status.DRAFT
+    invoice.released_by = actor
+    invoice.released_at = timezone.now()
+    invoice.save(update_fields=["status", "released_by", "released_at", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="invoice.released",
+        obj=invoice,
+        customer=invoice.customer,
+        after={
+            "note": note,
+            "checks": [
+                {
+                    "meter": c.meter_id,
+                    "batch": str(c.batch_quantity),
+                    "realtime": str(c.realtime_quantity),
+                    "portal": str(c.portal_quantity),
+                }
+                for c in invoice.usage_checks.all()
+            ],
+        },
+    )
+    return invoice

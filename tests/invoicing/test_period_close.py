@@ -1,0 +1,221 @@
+"""Period close: drafts from the batch track, the reconciliation gate, finalization."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import Error, connection, transaction
+
+from accounts.errors import Conflict
+from accounts.models import AuditLog
+from invoicing import services
+from invoicing.models import Invoice, Subscription
+from metering.ingest import events_ingest
+from metering.models import CustomerUsageState, UsageRollup
+from tests.invoicing.factories import flat, ingest_usage, per_unit, plan_version, subscribe
+from tests.metering.factories import api_calls_meter, event
+
+pytestmark = pytest.mark.django_db
+
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+INGEST_NOW = datetime(2026, 11, 21, tzinfo=UTC)
+
+
+@pytest.fixture
+def meter():
+    return api_calls_meter()
+
+
+@pytest.fixture
+def growth(meter):
+    # $99 a month, API calls at $0.002 after 1,000 free.
+    return plan_version(components=[flat("99.00"), per_unit(meter, "0.002", included="1000")])
+
+
+@pytest.fixture
+def subscription(customer_a, growth):
+    return subscribe(customer_a, growth, at=OCT)
+
+
+def october_calls(count):
+    step = (NOV - OCT) / count
+    return [OCT + step * i for i in range(count)]
+
+
+def test_an_ended_period_closes_into_a_draft_rated_from_the_raw_events(
+    customer_a, meter, subscription
+):
+    ingest_usage(customer_a, meter, october_calls(1500), now=INGEST_NOW, endpoint="/v1")
+    ingest_usage(customer_a, meter, [NOV + timedelta(hours=2)], now=INGEST_NOW, prefix="nov")
+
+    assert services.periods_close_due(now=NOV - timedelta(seconds=1)) == 0
+    assert services.periods_close_due(now=NOV + timedelta(minutes=5)) == 1
+
+    invoice = Invoice.objects.get()
+    assert (invoice.status, invoice.period_start, invoice.period_end) == ("draft", OCT, NOV)
+    lines = list(invoice.lines.values_list("kind", "quantity", "amount_minor"))
+    # 1,500 calls - 1,000 included = 500 x $0.002 = $1.00; the November call is not in it.
+    assert lines == [("flat_fee", Decimal(1), 9900), ("usage", Decimal(1500), 100)]
+    assert (invoice.subtotal_minor, invoice.total_minor) == (10000, 10000)
+    check = invoice.usage_checks.get()
+    assert check.batch_quantity == check.realtime_quantity == check.portal_quantity == 1500
+    assert invoice.finalize_after == NOV + timedelta(minutes=5) + timedelta(hours=1)
+    subscription.refresh_from_db()
+    assert subscription.billed_through == NOV
+    assert subscription.current_period_end == datetime(2026, 12, 1, tzinfo=UTC)
+    # Running the job again bills nothing twice.
+    assert services.periods_close_due(now=NOV + timedelta(minutes=10)) == 0
+    assert Invoice.objects.count() == 1
+
+
+def test_drift_between_the_tracks_holds_the_invoice_until_finance_releases_it(
+    customer_a, meter, subscription, django_user_model
+):
+    ingest_usage(customer_a, meter, october_calls(1200), now=INGEST_NOW, endpoint="/v1")
+    # The real-time track drifts behind the system's back.
+    rollup = UsageRollup.objects.filter(customer=customer_a, meter=meter).first()
+    UsageRollup.objects.filter(pk=rollup.pk).update(event_count=rollup.event_count + 7)
+
+    invoice = services.period_close(subscription_id=subscription.pk, now=NOV)
+
+    assert invoice.status == "held"
+    check = invoice.usage_checks.get()
+    assert (check.batch_quantity, check.realtime_quantity) == (1200, 1207)
+    # Billed from the batch track, the authoritative one: 200 x $0.002.
+    assert invoice.lines.get(kind="usage").amount_minor == 40
+    with pytest.raises(Conflict) as held:
+        services.invoice_finalize(actor=None, invoice=invoice, now=NOV + timedelta(hours=2))
+    assert held.value.code == "invoice_held"
+    assert services.invoices_finalize_due(now=NOV + timedelta(hours=2)) == 0
+
+    reviewer = django_user_model.objects.create_user("finance@vendor.example", "x")
+    services.invoice_release(actor=reviewer, invoice=invoice, note="Rollup drift; batch is right")
+    final = services.invoice_finalize(actor=reviewer, invoice=invoice, now=NOV + timedelta(hours=2))
+
+    assert final.status == "open" and final.number == "INV-2026-000001"
+    assert AuditLog.objects.filter(action="invoice.released", object_id=str(invoice.pk)).exists()
+
+
+def test_stragglers_during_the_grace_period_are_billed_then_later_events_are_late(
+    customer_a, meter, subscription
+):
+    ingest_usage(customer_a, meter, october_calls(1000), now=INGEST_NOW, endpoint="/v1")
+    invoice = services.period_close(subscription_id=subscription.pk, now=NOV)
+    assert invoice.lines.get(kind="usage").amount_minor == 0  # all inside the allowance
+
+    # An October event arrives during the grace hour.
+    ingest_usage(customer_a, meter, [NOV - timedelta(minutes=3)] * 1, now=INGEST_NOW, prefix="s")
+    assert services.invoices_finalize_due(now=NOV + timedelta(minutes=30)) == 0  # still in grace
+    assert services.invoices_finalize_due(now=NOV + timedelta(hours=1, minutes=1)) == 1
+
+    invoice.refresh_from_db()
+    assert invoice.status == "open"
+    usage = invoice.lines.get(kind="usage")
+    assert (usage.quantity, usage.amount_minor) == (Decimal(1001), 0)  # 1 x $0.002 rounds to 0
+    assert CustomerUsageState.objects.get(customer=customer_a).closed_through == NOV
+
+    late = events_ingest(
+        events=[event(customer_a, "very-late", ts="2026-10-15T12:00:00Z", endpoint="/v1")],
+        now=INGEST_NOW,
+    )
+    assert late.accepted == 1
+    assert invoice.lines.get(kind="usage").quantity == 1001  # the finalized invoice is untouched
+
+
+def test_two_workers_closing_the_same_period_make_one_invoice(customer_a, meter, subscription):
+    """The compare-and-swap on billed_through: the second claim finds the period gone."""
+    first = services.period_close(subscription_id=subscription.pk, now=NOV)
+    second = services.period_close(subscription_id=subscription.pk, now=NOV)
+    assert first is not None and second is None
+    assert Invoice.objects.count() == 1
+
+
+def test_finalizing_in_period_order_only(customer_a, meter, subscription):
+    services.period_close(subscription_id=subscription.pk, now=NOV)
+    dec = datetime(2026, 12, 1, tzinfo=UTC)
+    december = services.period_close(subscription_id=subscription.pk, now=dec)
+    with pytest.raises(Conflict) as refused:
+        services.invoice_finalize(actor=None, invoice=december, now=dec)
+    assert refused.value.code == "earlier_invoice_open"
+
+
+def test_cancel_at_period_end_bills_the_last_period_and_stops(customer_a, meter, subscription):
+    services.subscription_cancel(
+        actor=None, subscription=subscription, at_period_end=True, now=OCT + timedelta(days=10)
+    )
+    services.periods_close_due(now=NOV + timedelta(days=40))
+    subscription.refresh_from_db()
+    assert Invoice.objects.count() == 1
+    assert subscription.status == Subscription.Status.CANCELED
+    assert subscription.current_period_end is None
+
+
+def test_cancel_now_prorates_the_flat_fee_by_the_second(customer_a, meter, subscription):
+    # Canceled after 15 days and 12 hours of a 31-day October.
+    services.subscription_cancel(
+        actor=None,
+        subscription=subscription,
+        at_period_end=False,
+        now=OCT + timedelta(days=15, hours=12),
+    )
+    invoice = services.period_close(subscription_id=subscription.pk, now=NOV)
+    assert invoice.period_end == OCT + timedelta(days=15, hours=12)
+    # $99 x 15.5 / 31 = $49.50 exactly.
+    assert invoice.lines.get(kind="flat_fee").amount_minor == 4950
+
+
+def test_a_plan_change_splits_the_period_at_the_second_of_the_change(
+    customer_a, meter, subscription
+):
+    scale = plan_version(
+        code="scale", components=[flat("310.00"), per_unit(meter, "0.001")], name="Scale"
+    )
+    change_at = OCT + timedelta(days=10)
+    ingest_usage(customer_a, meter, [OCT + timedelta(days=d) for d in range(31)], now=INGEST_NOW)
+    services.subscription_change_plan(
+        actor=None, subscription=subscription, plan_version=scale, at=change_at
+    )
+
+    invoice = services.period_close(subscription_id=subscription.pk, now=NOV)
+
+    lines = list(
+        invoice.lines.values_list("kind", "period_start", "period_end", "quantity", "amount_minor")
+    )
+    assert lines == [
+        # Growth for 10 of 31 days: $99 x 10/31 = $31.935... -> $31.94; 10 calls, all free.
+        # (A prorated flat fee's quantity is its share of the period.)
+        ("flat_fee", OCT, change_at, Decimal("0.322580645161"), 3194),
+        ("usage", OCT, change_at, Decimal(10), 0),
+        # Scale for 21 of 31 days: $310 x 21/31 = $210.00; 21 calls x $0.001 = $0.021 -> $0.02.
+        ("flat_fee", change_at, NOV, Decimal("0.677419354839"), 21000),
+        ("usage", change_at, NOV, Decimal(21), 2),
+    ]
+    assert invoice.total_minor == 3194 + 21000 + 2
+
+
+def test_finalized_invoices_refuse_changes_through_the_orm_and_raw_sql(
+    customer_a, meter, subscription
+):
+    invoice = services.period_close(subscription_id=subscription.pk, now=NOV)
+    invoice = services.invoice_finalize(actor=None, invoice=invoice, now=NOV + timedelta(hours=2))
+
+    for statement in (
+        "UPDATE invoicing_invoice SET total_minor = 1 WHERE id = %s",
+        "UPDATE invoicing_invoice SET status = 'draft' WHERE id = %s",
+        "DELETE FROM invoicing_invoice WHERE id = %s",
+        "UPDATE invoicing_invoiceline SET amount_minor = 1 WHERE invoice_id = %s",
+        "DELETE FROM invoicing_invoiceline WHERE invoice_id = %s",
+    ):
+        with (
+            pytest.raises(Error, match="finalized"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement, [invoice.pk])
+    with pytest.raises(Error, match="finalized"), transaction.atomic():
+        Invoice.objects.filter(pk=invoice.pk).update(total_minor=0)
+    with pytest.raises(Error, match="finalized"), transaction.atomic():
+        invoice.lines.update(description="changed")
+    # Its payment life still moves on.
+    Invoice.objects.filter(pk=invoice.pk).update(status="paid", paid_at=NOV + timedelta(days=3))
