@@ -5,6 +5,15 @@ functions live in one module per subdomain; import them from here.
 """
 
 from .catalog import plan_create, plan_version_create
+from .corrections import (
+    CreditRequest,
+    credit_note_issue,
+    creditable_minor,
+    dispute_accept,
+    dispute_open,
+    dispute_reject,
+    invoice_void,
+)
 from .period_close import (
     invoice_finalize,
     invoice_rate,
@@ -16,9 +25,16 @@ from .period_close import (
 from .subscriptions import subscription_cancel, subscription_change_plan, subscription_create
 
 __all__ = [
+    "CreditRequest",
+    "credit_note_issue",
+    "creditable_minor",
+    "dispute_accept",
+    "dispute_open",
+    "dispute_reject",
     "invoice_finalize",
     "invoice_rate",
     "invoice_release",
+    "invoice_void",
     "invoices_finalize_due",
     "period_close",
     "periods_close_due",

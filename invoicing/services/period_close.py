@@ -14,8 +14,8 @@
    metering's "closed through" time, after which events for the period are late.
 """
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -26,81 +26,15 @@ from accounts.services import Actor, audit_record
 from metering import selectors as metering
 from metering import services as metering_services
 
+from ..charges import Span, commitment_balance_before, rate_subscription_period
 from ..models import (
     Invoice,
     InvoiceLine,
     InvoiceUsageCheck,
-    PlanVersion,
     PriceComponent,
     Subscription,
 )
-from ..periods import INTERVAL_MONTHS, period_containing, period_index_at, proration_fraction
-from ..pricing import commitment_months, period_pricing
-from ..rating import rate_period
 from .subscriptions import period_end_after
-
-Kind = PriceComponent.Kind
-
-
-@dataclass(frozen=True)
-class Span:
-    """A stretch of the period on one plan version."""
-
-    plan_version: PlanVersion
-    start: datetime
-    end: datetime
-    phase_start: datetime
-
-
-def _spans(subscription: Subscription, start: datetime, end: datetime) -> list[Span]:
-    phases = subscription.phases.filter(starts_at__lt=end).select_related("plan_version__plan")
-    spans = []
-    for phase in phases.order_by("starts_at"):
-        span_start = max(start, phase.starts_at)
-        span_end = min(end, phase.ends_at or end)
-        if span_start < span_end:
-            spans.append(Span(phase.plan_version, span_start, span_end, phase.starts_at))
-    return spans
-
-
-def _starts_commitment_term(subscription: Subscription, span: Span, months: int) -> bool:
-    """A commitment term starts with the phase, then every ``months`` months after it."""
-    if span.start == span.phase_start:
-        return True
-    anchor, interval = subscription.billing_anchor, subscription.interval
-    elapsed = (
-        period_index_at(anchor, interval, span.start)
-        - period_index_at(anchor, interval, span.phase_start)
-    ) * INTERVAL_MONTHS[interval]
-    return elapsed % months == 0
-
-
-def _commitment_balance_before(invoice: Invoice) -> int:
-    previous = (
-        Invoice.objects.filter(
-            subscription=invoice.subscription_id, period_start__lt=invoice.period_start
-        )
-        .exclude(status=Invoice.Status.VOID)
-        .order_by("-period_start")
-        .values_list("commitment_balance_after_minor", flat=True)
-        .first()
-    )
-    return previous or 0
-
-
-def _tiers_json(line) -> list[dict]:
-    return [
-        {
-            "tier": s.tier,
-            "first_unit": str(s.first_unit),
-            "up_to": None if s.up_to is None else str(s.up_to),
-            "quantity": str(s.quantity),
-            "unit_price": str(s.unit_price),
-            "flat_fee": str(s.flat_fee),
-            "amount": str(s.amount),
-        }
-        for s in line.tiers
-    ]
 
 
 def invoice_rate(invoice: Invoice) -> bool:
@@ -108,87 +42,47 @@ def invoice_rate(invoice: Invoice) -> bool:
     gate holds it. The caller holds the invoice row locked."""
     if not invoice.is_editable:
         raise Conflict(f"Invoice {invoice} is finalized.", code="invoice_finalized")
-    subscription = invoice.subscription
     customer = invoice.customer
-    anchor_start = period_containing(
-        subscription.billing_anchor, subscription.interval, invoice.period_start
-    )
-    full_start, full_end = anchor_start[1], anchor_start[2]
     released_figures = {
         (c.meter_id, c.period_start): c.batch_quantity for c in invoice.usage_checks.all()
     }
     now = timezone.now()
-    balance = _commitment_balance_before(invoice)
-    lines: list[InvoiceLine] = []
     checks: list[InvoiceUsageCheck] = []
-    for span in _spans(subscription, invoice.period_start, invoice.period_end):
-        components = list(span.plan_version.components.select_related("meter"))
-        by_ref = {str(c.pk): c for c in components}
-        usage = {}
-        for component in components:
-            if component.kind != Kind.USAGE:
-                continue
-            figures = {
-                track: metering.usage_total(
-                    customer=customer,
-                    meter=component.meter,
-                    start=span.start,
-                    end=span.end,
-                    track=track,
-                )
-                for track in ("batch", "realtime")
-            }
-            portal = metering.usage_as_displayed(
-                customer=customer, meter=component.meter, start=span.start, end=span.end
+
+    def billed_usage(component: PriceComponent, span: Span) -> Decimal:
+        """The batch track's figure, with the real-time and portal ones kept beside it."""
+        window = {
+            "customer": customer,
+            "meter": component.meter,
+            "start": span.start,
+            "end": span.end,
+        }
+        batch = metering.usage_total(**window, track="batch")
+        checks.append(
+            InvoiceUsageCheck(
+                invoice=invoice,
+                meter=component.meter,
+                period_start=span.start,
+                period_end=span.end,
+                batch_quantity=batch,
+                realtime_quantity=metering.usage_total(**window),
+                portal_quantity=metering.usage_as_displayed(**window),
+                checked_at=now,
             )
-            checks.append(
-                InvoiceUsageCheck(
-                    invoice=invoice,
-                    meter=component.meter,
-                    period_start=span.start,
-                    period_end=span.end,
-                    batch_quantity=figures["batch"],
-                    realtime_quantity=figures["realtime"],
-                    portal_quantity=portal,
-                    checked_at=now,
-                )
-            )
-            usage[str(component.pk)] = figures["batch"]
-        pricing = period_pricing(invoice.currency, components)
-        months = commitment_months(span.plan_version)
-        rated = rate_period(
-            pricing,
-            usage,
-            fraction=proration_fraction(full_start, full_end, span.start, span.end),
-            commitment_balance_minor=balance,
-            starts_commitment_term=bool(months)
-            and _starts_commitment_term(subscription, span, months),
         )
-        balance = rated.commitment_balance_minor
-        for line in rated.lines:
-            component = by_ref.get(line.ref or "")
-            description = line.description
-            if component is not None:
-                description = component.description or (
-                    component.meter.name if component.meter else component.get_kind_display()
-                )
-            lines.append(
-                InvoiceLine(
-                    invoice=invoice,
-                    position=len(lines) + 1,
-                    kind=line.kind,
-                    description=description[:300],
-                    meter=component.meter if component is not None else None,
-                    price_component=component,
-                    period_start=span.start,
-                    period_end=span.end,
-                    quantity=line.quantity,
-                    included_units=line.included_units,
-                    unit_price=line.unit_price,
-                    amount_minor=line.amount_minor,
-                    tiers=_tiers_json(line),
-                )
-            )
+        return batch
+
+    lines, balance = rate_subscription_period(
+        invoice.subscription,
+        invoice.period_start,
+        invoice.period_end,
+        usage_of=billed_usage,
+        commitment_balance_minor=commitment_balance_before(
+            invoice.subscription, invoice.period_start
+        ),
+    )
+    for line in lines:
+        line.invoice = invoice
     invoice.lines.all().delete()
     invoice.usage_checks.all().delete()
     InvoiceLine.objects.bulk_create(lines)

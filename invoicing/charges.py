@@ -1,0 +1,139 @@
+"""What a subscription's period charges: its phases, each rated with its plan version.
+
+Shared by period close (usage from the batch track, with the reconciliation evidence)
+and the upcoming-invoice preview (usage so far from the real-time track): the caller
+says where usage comes from, this module does the rest the same way for both.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from .models import Invoice, InvoiceLine, PlanVersion, PriceComponent, Subscription
+from .periods import INTERVAL_MONTHS, period_containing, period_index_at, proration_fraction
+from .pricing import commitment_months, period_pricing
+from .rating import rate_period
+
+Kind = PriceComponent.Kind
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of the period on one plan version."""
+
+    plan_version: PlanVersion
+    start: datetime
+    end: datetime
+    phase_start: datetime
+
+
+UsageOf = Callable[[PriceComponent, Span], Decimal]
+
+
+def spans(subscription: Subscription, start: datetime, end: datetime) -> list[Span]:
+    phases = subscription.phases.filter(starts_at__lt=end).select_related("plan_version__plan")
+    found = []
+    for phase in phases.order_by("starts_at"):
+        span_start = max(start, phase.starts_at)
+        span_end = min(end, phase.ends_at or end)
+        if span_start < span_end:
+            found.append(Span(phase.plan_version, span_start, span_end, phase.starts_at))
+    return found
+
+
+def starts_commitment_term(subscription: Subscription, span: Span, months: int) -> bool:
+    """A commitment term starts with the phase, then every ``months`` months after it."""
+    if span.start == span.phase_start:
+        return True
+    anchor, interval = subscription.billing_anchor, subscription.interval
+    elapsed = (
+        period_index_at(anchor, interval, span.start)
+        - period_index_at(anchor, interval, span.phase_start)
+    ) * INTERVAL_MONTHS[interval]
+    return elapsed % months == 0
+
+
+def commitment_balance_before(subscription: Subscription, period_start: datetime) -> int:
+    """The prepaid balance left by the invoice before this period (void ones aside)."""
+    previous = (
+        Invoice.objects.filter(subscription=subscription, period_start__lt=period_start)
+        .exclude(status=Invoice.Status.VOID)
+        .order_by("-period_start")
+        .values_list("commitment_balance_after_minor", flat=True)
+        .first()
+    )
+    return previous or 0
+
+
+def _tiers_json(line) -> list[dict]:
+    return [
+        {
+            "tier": s.tier,
+            "first_unit": str(s.first_unit),
+            "up_to": None if s.up_to is None else str(s.up_to),
+            "quantity": str(s.quantity),
+            "unit_price": str(s.unit_price),
+            "flat_fee": str(s.flat_fee),
+            "amount": str(s.amount),
+        }
+        for s in line.tiers
+    ]
+
+
+def rate_subscription_period(
+    subscription: Subscription,
+    start: datetime,
+    end: datetime,
+    *,
+    usage_of: UsageOf,
+    commitment_balance_minor: int,
+) -> tuple[list[InvoiceLine], int]:
+    """Unsaved invoice lines for ``[start, end)`` and the commitment balance after it.
+
+    Flat fees prorate against the full anniversary period the range lies in, so a period
+    cut short (a cancel, a plan change) bills its share by the second.
+    """
+    _, full_start, full_end = period_containing(
+        subscription.billing_anchor, subscription.interval, start
+    )
+    balance = commitment_balance_minor
+    lines: list[InvoiceLine] = []
+    for span in spans(subscription, start, end):
+        components = list(span.plan_version.components.select_related("meter"))
+        by_ref = {str(c.pk): c for c in components}
+        usage = {str(c.pk): usage_of(c, span) for c in components if c.kind == Kind.USAGE}
+        months = commitment_months(span.plan_version)
+        rated = rate_period(
+            period_pricing(span.plan_version.plan.currency, components),
+            usage,
+            fraction=proration_fraction(full_start, full_end, span.start, span.end),
+            commitment_balance_minor=balance,
+            starts_commitment_term=bool(months)
+            and starts_commitment_term(subscription, span, months),
+        )
+        balance = rated.commitment_balance_minor
+        for line in rated.lines:
+            component = by_ref.get(line.ref or "")
+            description = line.description
+            if component is not None:
+                description = component.description or (
+                    component.meter.name if component.meter else component.get_kind_display()
+                )
+            lines.append(
+                InvoiceLine(
+                    position=len(lines) + 1,
+                    kind=line.kind,
+                    description=description[:300],
+                    meter=component.meter if component is not None else None,
+                    price_component=component,
+                    period_start=span.start,
+                    period_end=span.end,
+                    quantity=line.quantity,
+                    included_units=line.included_units,
+                    unit_price=line.unit_price,
+                    amount_minor=line.amount_minor,
+                    tiers=_tiers_json(line),
+                )
+            )
+    return lines, balance
