@@ -69,8 +69,9 @@ def _split_hours(
     return sorted(cut)
 
 
-def _raw_source(edges) -> str:
-    """Raw events of the partial edges and of the cut hours."""
+def _raw_source(edges, *, with_late: bool = False) -> str:
+    """Raw events of the partial edges and of the cut hours (late ones too, when asked,
+    if received before %(late_received_before)s)."""
     ranges = [
         f'(ev."timestamp" >= %(edge_{i}_start)s AND ev."timestamp" < %(edge_{i}_end)s)'
         for i in range(len(edges))
@@ -79,10 +80,13 @@ def _raw_source(edges) -> str:
         "date_trunc('hour', ev.\"timestamp\", 'UTC') = ANY(%(split_hours)s::timestamptz[])"
     )
     ranges = " OR ".join(ranges)
+    late = (
+        "(NOT ev.late OR ev.received_at < %(late_received_before)s)" if with_late else "NOT ev.late"
+    )
     return (
         '(SELECT ev.id, ev.customer_id, ev.event_name, ev."timestamp", ev.properties '
         "FROM metering_usageevent ev WHERE ev.customer_id = %(customer_id)s "
-        "AND ev.event_name = %(meter_code)s AND NOT ev.late AND ev.voided_at IS NULL "
+        f"AND ev.event_name = %(meter_code)s AND ev.voided_at IS NULL AND {late} "
         f"AND ({ranges}))"
     )
 
@@ -97,6 +101,7 @@ def usage_points(
     group_by: str | None = None,
     where: dict[str, str] | None = None,
     track: str = "realtime",
+    late_received_before: datetime | None = None,
 ) -> list[UsagePoint]:
     """Usage of one customer on one meter over ``[start, end)``.
 
@@ -106,7 +111,9 @@ def usage_points(
     A gauge (latest) is the latest value per dimension combination, summed.
 
     ``track="batch"`` measures every event of the range from the raw events, ignoring the
-    rollups: what period close bills and reconciles the real-time track against.
+    rollups: what period close bills and reconciles the real-time track against. With
+    ``late_received_before`` it also counts the late events received before then (events
+    of an already-invoiced period, which invoicing carries as adjustments).
     """
     if end <= start:
         return []
@@ -114,6 +121,8 @@ def usage_points(
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
     if track not in TRACKS:
         raise ValueError(f"track must be one of {TRACKS}")
+    if late_received_before is not None and track != "batch":
+        raise ValueError("late events are only in the batch track")
     dimensions = list(meter.group_by)
     for name in [group_by, *(where or {})]:
         if name is not None and name not in dimensions:
@@ -131,6 +140,7 @@ def usage_points(
         "full_end": full_end,
         "granularity": granularity or "hour",
         "tz": customer.timezone,
+        "late_received_before": late_received_before,
     }
     for i, (edge_start, edge_end) in enumerate(edges):
         params[f"edge_{i}_start"], params[f"edge_{i}_end"] = edge_start, edge_end
@@ -144,7 +154,8 @@ def usage_points(
     # Raw rows keep their minute instead of their hour, so they fall in the right bucket
     # even where a bucket boundary cuts an hour. (Used as the body of a CTE "measured_raw".)
     measured = sql.MEASURED.format(
-        source=_raw_source(edges), meter_filter="AND m.id = %(meter_id)s"
+        source=_raw_source(edges, with_late=late_received_before is not None),
+        meter_filter="AND m.id = %(meter_id)s",
     ) + (
         "), measured AS ("
         "SELECT id, customer_id, meter_id, aggregation, "
@@ -248,9 +259,16 @@ def usage_total(
     end: datetime,
     where=None,
     track: str = "realtime",
+    late_received_before: datetime | None = None,
 ) -> Decimal:
     points = usage_points(
-        customer=customer, meter=meter, start=start, end=end, where=where, track=track
+        customer=customer,
+        meter=meter,
+        start=start,
+        end=end,
+        where=where,
+        track=track,
+        late_received_before=late_received_before,
     )
     if not points or points[0].value is None:
         return Decimal(0)

@@ -50,6 +50,8 @@ class Invoice(models.Model):
     subtotal_minor = models.BigIntegerField(default=0)
     total_minor = models.BigIntegerField(default=0)
     commitment_balance_after_minor = models.BigIntegerField(null=True, blank=True)
+    # Late events received before this were carried (by this invoice or earlier ones).
+    late_usage_through = models.DateTimeField(null=True, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
     # Drafts wait for stragglers until then, and are re-rated before they finalize.
     finalize_after = models.DateTimeField(null=True, blank=True)
@@ -136,6 +138,10 @@ class InvoiceLine(models.Model):
     amount_minor = models.BigIntegerField()
     # Tier by tier: [{tier, first_unit, up_to, quantity, unit_price, flat_fee, amount}]
     tiers = models.JSONField(default=list, blank=True)
+    # A late-usage adjustment names the earlier invoice's usage line it tops up.
+    adjusts_line = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="adjustments"
+    )
 
     class Meta:
         ordering = ["invoice", "position"]

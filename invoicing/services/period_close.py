@@ -34,10 +34,106 @@ from ..models import (
     PriceComponent,
     Subscription,
 )
+from ..pricing import usage_price
+from ..rating import rate_usage
 from .subscriptions import period_end_after
 
+# Finalized and not void: what was billed (and stays billed).
+FINAL_BILLED = ("open", "paid", "payment_failed", "uncollectible")
 
-def invoice_rate(invoice: Invoice) -> bool:
+
+# An ingest batch commits within seconds of its receive time: events received more than
+# this long ago are all visible, so none is skipped by the window below.
+LATE_EVENTS_MARGIN = timedelta(minutes=5)
+# Additive meters only: a late event adds to them. A late reading of a gauge or maximum
+# can lower an invoiced figure; those stay with the batch track and finance.
+LATE_ADJUSTABLE = ("count", "sum")
+
+
+def _late_usage_lines(
+    invoice: Invoice, *, received_before: datetime, first_position: int
+) -> list[InvoiceLine]:
+    """Adjustment lines for late events of earlier, finalized invoices.
+
+    For each earlier usage line that late events fall into, the adjustment is what the
+    line would cost with everything now known (its quantity from the raw events, late ones
+    included) minus what it and its earlier adjustments billed, rated with the line's own
+    price: exact, and nothing is carried twice whatever the window.
+    """
+    previous = (
+        Invoice.objects.filter(
+            subscription=invoice.subscription_id, period_start__lt=invoice.period_start
+        )
+        .exclude(status=Invoice.Status.VOID)
+        .exclude(late_usage_through__isnull=True)
+        .order_by("-period_start")
+        .values_list("late_usage_through", flat=True)
+        .first()
+    )
+    late = metering.late_events(customer=invoice.customer, received_since=previous).filter(
+        received_at__lt=received_before
+    )
+    touched = set(late.values_list("event_name", "timestamp"))
+    if not touched:
+        return []
+    earlier = (
+        InvoiceLine.objects.filter(
+            invoice__subscription=invoice.subscription_id,
+            invoice__status__in=FINAL_BILLED,
+            kind=InvoiceLine.Kind.USAGE,
+            meter__aggregation__in=LATE_ADJUSTABLE,
+            meter__code__in={name for name, _ in touched},
+        )
+        .select_related("meter", "price_component", "invoice")
+        .order_by("period_start", "position")
+    )
+    adjustments = []
+    for line in earlier:
+        if not any(
+            name == line.meter.code and line.period_start <= moment < line.period_end
+            for name, moment in touched
+        ):
+            continue
+        known = metering.usage_total(
+            customer=invoice.customer,
+            meter=line.meter,
+            start=line.period_start,
+            end=line.period_end,
+            track="batch",
+            late_received_before=received_before,
+        )
+        adjusted = line.adjustments.filter(invoice__status__in=FINAL_BILLED).exclude(
+            invoice=invoice
+        )
+        billed = line.quantity + sum((a.quantity for a in adjusted), Decimal(0))
+        if known == billed:
+            continue
+        price = usage_price(line.price_component)
+        amount = (
+            rate_usage(price, known, currency=invoice.currency).amount_minor
+            - rate_usage(price, billed, currency=invoice.currency).amount_minor
+        )
+        period = f"{line.period_start:%Y-%m-%d} to {line.period_end:%Y-%m-%d}"
+        adjustments.append(
+            InvoiceLine(
+                position=first_position + len(adjustments),
+                kind=InvoiceLine.Kind.LATE_USAGE,
+                description=f"{line.meter.name}: late usage for {period} "
+                f"(invoice {line.invoice.number})",
+                meter=line.meter,
+                price_component=line.price_component,
+                period_start=line.period_start,
+                period_end=line.period_end,
+                quantity=known - billed,
+                unit_price=line.unit_price,
+                amount_minor=amount,
+                adjusts_line=line,
+            )
+        )
+    return adjustments
+
+
+def invoice_rate(invoice: Invoice, *, now: datetime | None = None) -> bool:
     """(Re)build a draft's lines and its reconciliation evidence; returns True when the
     gate holds it. The caller holds the invoice row locked."""
     if not invoice.is_editable:
@@ -46,7 +142,7 @@ def invoice_rate(invoice: Invoice) -> bool:
     released_figures = {
         (c.meter_id, c.period_start): c.batch_quantity for c in invoice.usage_checks.all()
     }
-    now = timezone.now()
+    now = now or timezone.now()
     checks: list[InvoiceUsageCheck] = []
 
     def billed_usage(component: PriceComponent, span: Span) -> Decimal:
@@ -81,9 +177,11 @@ def invoice_rate(invoice: Invoice) -> bool:
             invoice.subscription, invoice.period_start
         ),
     )
+    invoice.lines.all().delete()
+    late_through = now - LATE_EVENTS_MARGIN
+    lines += _late_usage_lines(invoice, received_before=late_through, first_position=len(lines) + 1)
     for line in lines:
         line.invoice = invoice
-    invoice.lines.all().delete()
     invoice.usage_checks.all().delete()
     InvoiceLine.objects.bulk_create(lines)
     InvoiceUsageCheck.objects.bulk_create(checks)
@@ -105,6 +203,7 @@ def invoice_rate(invoice: Invoice) -> bool:
     invoice.subtotal_minor = sum(line.amount_minor for line in lines if line.kind in charges)
     invoice.total_minor = sum(line.amount_minor for line in lines)
     invoice.commitment_balance_after_minor = balance
+    invoice.late_usage_through = late_through
     invoice.rated_at = now
     invoice.status = Invoice.Status.HELD if mismatched else Invoice.Status.DRAFT
     invoice.save()
@@ -146,7 +245,7 @@ def period_close(*, subscription_id: int, now: datetime | None = None) -> Invoic
             period_end=end,
             finalize_after=now + timedelta(minutes=settings.INVOICING_FINALIZE_GRACE_MINUTES),
         )
-        held = invoice_rate(invoice)
+        held = invoice_rate(invoice, now=now)
         audit_record(
             actor=None,
             action="invoice.drafted",
@@ -218,7 +317,7 @@ def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = N
             "An earlier invoice of this subscription is not final yet: finalize it first.",
             code="earlier_invoice_open",
         )
-    if invoice_rate(invoice):
+    if invoice_rate(invoice, now=now):
         raise Conflict(
             "Re-rating found usage figures that disagree: the invoice is now held.",
             code="invoice_held",

@@ -219,3 +219,34 @@ def test_finalized_invoices_refuse_changes_through_the_orm_and_raw_sql(
         invoice.lines.update(description="changed")
     # Its payment life still moves on.
     Invoice.objects.filter(pk=invoice.pk).update(status="paid", paid_at=NOV + timedelta(days=3))
+
+
+def test_late_events_of_a_finalized_period_become_an_adjustment_on_the_next_invoice(
+    customer_a, meter, subscription
+):
+    ingest_usage(customer_a, meter, october_calls(1500), now=NOV, endpoint="/v1")
+    october = services.period_close(subscription_id=subscription.pk, now=NOV)
+    october = services.invoice_finalize(actor=None, invoice=october, now=NOV + timedelta(hours=2))
+    # 250 more October calls arrive after the invoice is final: stored late.
+    received = NOV + timedelta(days=3)
+    late = [OCT + timedelta(days=20)] * 250
+    ingest_usage(customer_a, meter, late, now=received, prefix="late", endpoint="/v1")
+
+    dec = datetime(2026, 12, 1, tzinfo=UTC)
+    november = services.period_close(subscription_id=subscription.pk, now=dec)
+
+    adjustment = november.lines.get(kind="late_usage")
+    # October billed 1,500 (500 over the allowance); now 1,750: 250 more x $0.002 = $0.50.
+    assert (adjustment.quantity, adjustment.amount_minor) == (Decimal(250), 50)
+    assert adjustment.adjusts_line == october.lines.get(kind="usage")
+    assert "late usage" in adjustment.description and october.number in adjustment.description
+    assert november.total_minor == 9900 + 50
+    october.refresh_from_db()
+    assert october.total_minor == 10000  # the finalized invoice never changes
+
+    # Re-rating (and the next invoice) never carries them twice.
+    services.invoice_finalize(actor=None, invoice=november, now=dec + timedelta(hours=2))
+    january = services.period_close(
+        subscription_id=subscription.pk, now=datetime(2027, 1, 1, tzinfo=UTC)
+    )
+    assert not january.lines.filter(kind="late_usage").exists()
