@@ -82,3 +82,7 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-extensions",
         ],
     }
+
+
+# Stripe on loopback: localstripe, the fake Stripe, the fault proxy (tests/stripe_servers).
+from tests.stripe_servers.fixtures import *  # noqa: E402, F403
