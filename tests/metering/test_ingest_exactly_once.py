@@ -21,6 +21,7 @@ from metering.ingest import events_ingest
 from metering.models import EventKey, UsageEvent, UsageRollup, UsageUniqueValue
 from metering.selectors import usage_total
 from tests.accounts.factories import CustomerFactory
+from tests.concurrency import in_threads
 from tests.metering.factories import api_calls_meter, data_meter, event, users_meter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,33 +36,6 @@ def ts(hour, minute=0, second=0):
 
 def ingest(events):
     return events_ingest(events=events, now=NOW)
-
-
-def in_threads(count, work):
-    """Run ``work(i)`` in ``count`` threads started together; return results in order.
-
-    Each thread uses (and closes) its own Django connection."""
-    barrier = threading.Barrier(count)
-    results, errors = [None] * count, []
-
-    def run(i):
-        try:
-            connection.ensure_connection()
-            barrier.wait()
-            results[i] = work(i)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    assert not errors, errors
-    return results
 
 
 def total(customer, meter, start=DAY, end=DAY + timedelta(days=1)):
