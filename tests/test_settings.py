@@ -26,6 +26,8 @@ READ_BY_SETTINGS = [
     "EMAIL_HOST", "EMAIL_PORT", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "LOG_LEVEL",
     "INVITATION_TTL_DAYS", "PUBLIC_BASE_URL", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
     "CSRF_TRUSTED_ORIGINS", "DEFAULT_FROM_EMAIL", "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "STRIPE_API_KEY", "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET",
+    "INVOICING_FINALIZE_GRACE_MINUTES", "INVOICING_PAYMENT_TERMS_DAYS",
 ]  # fmt: skip
 
 
@@ -71,6 +73,7 @@ def test_production_refuses_a_short_secret_key():
         ("DATABASE_URL", "mysql://root@127.0.0.1:3306/meterbook"),
         ("DATABASE_URL", "not a url at all"),
         ("EMAIL_PORT", "twenty-five"),
+        ("INVOICING_FINALIZE_GRACE_MINUTES", "an hour"),
         ("SECURE_HSTS_SECONDS", "1y"),
         ("INVITATION_TTL_DAYS", "seven"),
         ("SECURE_SSL_REDIRECT", "ture"),
