@@ -23,72 +23,7 @@ from decimal import (
 )
 from fractions import Fraction
 
-# code -> (minor-unit exponent, English name). Upper-case ISO 4217 codes only.
-_CURRENCIES: dict[str, tuple[int, str]] = {
-    # Two decimal places.
-    "AED": (2, "UAE dirham"),
-    "ARS": (2, "Argentine peso"),
-    "AUD": (2, "Australian dollar"),
-    "BGN": (2, "Bulgarian lev"),
-    "BRL": (2, "Brazilian real"),
-    "CAD": (2, "Canadian dollar"),
-    "CHF": (2, "Swiss franc"),
-    "CNY": (2, "Chinese yuan"),
-    "COP": (2, "Colombian peso"),
-    "CZK": (2, "Czech koruna"),
-    "DKK": (2, "Danish krone"),
-    "EGP": (2, "Egyptian pound"),
-    "EUR": (2, "Euro"),
-    "GBP": (2, "Pound sterling"),
-    "HKD": (2, "Hong Kong dollar"),
-    "HUF": (2, "Hungarian forint"),
-    "IDR": (2, "Indonesian rupiah"),
-    "ILS": (2, "Israeli new shekel"),
-    "INR": (2, "Indian rupee"),
-    "KES": (2, "Kenyan shilling"),
-    "MXN": (2, "Mexican peso"),
-    "MYR": (2, "Malaysian ringgit"),
-    "NGN": (2, "Nigerian naira"),
-    "NOK": (2, "Norwegian krone"),
-    "NZD": (2, "New Zealand dollar"),
-    "PEN": (2, "Peruvian sol"),
-    "PHP": (2, "Philippine peso"),
-    "PKR": (2, "Pakistani rupee"),
-    "PLN": (2, "Polish zloty"),
-    "QAR": (2, "Qatari riyal"),
-    "RON": (2, "Romanian leu"),
-    "SAR": (2, "Saudi riyal"),
-    "SEK": (2, "Swedish krona"),
-    "SGD": (2, "Singapore dollar"),
-    "THB": (2, "Thai baht"),
-    "TRY": (2, "Turkish lira"),
-    "TWD": (2, "New Taiwan dollar"),
-    "USD": (2, "US dollar"),
-    "ZAR": (2, "South African rand"),
-    # No minor unit.
-    "CLP": (0, "Chilean peso"),
-    "ISK": (0, "Icelandic krona"),
-    "JPY": (0, "Japanese yen"),
-    "KRW": (0, "South Korean won"),
-    "PYG": (0, "Paraguayan guarani"),
-    "UGX": (0, "Ugandan shilling"),
-    "VND": (0, "Vietnamese dong"),
-    "XAF": (0, "Central African CFA franc"),
-    "XOF": (0, "West African CFA franc"),
-    # Three decimal places.
-    "BHD": (3, "Bahraini dinar"),
-    "IQD": (3, "Iraqi dinar"),
-    "JOD": (3, "Jordanian dinar"),
-    "KWD": (3, "Kuwaiti dinar"),
-    "LYD": (3, "Libyan dinar"),
-    "OMR": (3, "Omani rial"),
-    "TND": (3, "Tunisian dinar"),
-}
-
-#: For a model field: ``models.CharField(max_length=3, choices=CURRENCY_CHOICES)``.
-CURRENCY_CHOICES: tuple[tuple[str, str], ...] = tuple(
-    (code, f"{code} — {name}") for code, (_, name) in sorted(_CURRENCIES.items())
-)
+from accounts.currencies import CURRENCIES
 
 #: Precision for money arithmetic: far beyond any real amount (12 decimal places on a
 #: quantity below 10^18 still leaves room), so nothing is rounded except on purpose.
@@ -126,9 +61,9 @@ def minor_unit_exponent(code: str) -> int:
     if not isinstance(code, str):
         raise TypeError(f"currency code must be a str, not {type(code).__name__}")
     try:
-        return _CURRENCIES[code][0]
+        return CURRENCIES[code][0]
     except KeyError:
-        hint = f" (codes are upper case: {code.upper()!r})" if code.upper() in _CURRENCIES else ""
+        hint = f" (codes are upper case: {code.upper()!r})" if code.upper() in CURRENCIES else ""
         raise ValueError(f"unknown currency code {code!r}{hint}") from None
 
 
