@@ -23,6 +23,17 @@ SCOPES: dict[str, Scope] = {
         Scope("caps:write", "Set soft and hard caps"),
         Scope("alerts:read", "Read alerts and forecasts"),
         Scope("invoices:read", "Read invoices and credit notes"),
+        Scope(
+            "invoices:write",
+            "Finalize and void invoices, issue credit notes",
+            operator_only=True,
+        ),
+        Scope("plans:write", "Publish plans and plan versions", operator_only=True),
+        Scope(
+            "subscriptions:write",
+            "Create, change and cancel subscriptions",
+            operator_only=True,
+        ),
     )
 }
 

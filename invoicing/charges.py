@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from .models import Invoice, InvoiceLine, PlanVersion, PriceComponent, Subscription
 from .periods import INTERVAL_MONTHS, period_containing, period_index_at, proration_fraction
-from .pricing import commitment_months, period_pricing
+from .pricing import period_pricing
 from .rating import rate_period
 
 Kind = PriceComponent.Kind
@@ -29,6 +29,20 @@ class Span:
 
 
 UsageOf = Callable[[PriceComponent, Span], Decimal]
+# Plan version id -> its price components. Versions never change (a database trigger sees
+# to it), so a run that rates many subscriptions reads each version's prices once.
+Catalog = dict[int, list[PriceComponent]]
+
+
+def version_components(
+    version: PlanVersion, catalog: Catalog | None = None
+) -> list[PriceComponent]:
+    if catalog is not None and version.pk in catalog:
+        return catalog[version.pk]
+    components = list(version.components.select_related("meter").order_by("position"))
+    if catalog is not None:
+        catalog[version.pk] = components
+    return components
 
 
 def spans(subscription: Subscription, start: datetime, end: datetime) -> list[Span]:
@@ -88,6 +102,7 @@ def rate_subscription_period(
     *,
     usage_of: UsageOf,
     commitment_balance_minor: int,
+    catalog: Catalog | None = None,
 ) -> tuple[list[InvoiceLine], int]:
     """Unsaved invoice lines for ``[start, end)`` and the commitment balance after it.
 
@@ -100,10 +115,10 @@ def rate_subscription_period(
     balance = commitment_balance_minor
     lines: list[InvoiceLine] = []
     for span in spans(subscription, start, end):
-        components = list(span.plan_version.components.select_related("meter"))
+        components = version_components(span.plan_version, catalog)
         by_ref = {str(c.pk): c for c in components}
         usage = {str(c.pk): usage_of(c, span) for c in components if c.kind == Kind.USAGE}
-        months = commitment_months(span.plan_version)
+        months = next((c.commitment_months for c in components if c.kind == Kind.COMMITMENT), None)
         rated = rate_period(
             period_pricing(span.plan_version.plan.currency, components),
             usage,

@@ -7,7 +7,7 @@ component that priced it. Usage is keyed by the component id too.
 
 from decimal import Decimal
 
-from .models import PlanVersion, PriceComponent
+from .models import PriceComponent
 from .rating import PeriodPricing, Tier, UsagePrice
 
 Kind = PriceComponent.Kind
@@ -61,14 +61,3 @@ def period_pricing(currency: str, components: list[PriceComponent]) -> PeriodPri
         fixed_discount=single.get(Kind.FIXED_DISCOUNT),
         maximum=single.get(Kind.MAXIMUM),
     )
-
-
-def plan_version_pricing(version: PlanVersion) -> PeriodPricing:
-    return period_pricing(version.plan.currency, list(version.components.all()))
-
-
-def commitment_months(version: PlanVersion) -> int | None:
-    for component in version.components.all():
-        if component.kind == Kind.COMMITMENT:
-            return component.commitment_months
-    return None

@@ -26,7 +26,7 @@ from accounts.services import Actor, audit_record
 from metering import selectors as metering
 from metering import services as metering_services
 
-from ..charges import Span, commitment_balance_before, rate_subscription_period
+from ..charges import Catalog, Span, commitment_balance_before, rate_subscription_period
 from ..models import (
     Invoice,
     InvoiceLine,
@@ -36,6 +36,7 @@ from ..models import (
 )
 from ..pricing import usage_price
 from ..rating import rate_usage
+from .stripe_sync import invoice_stripe_sync_enqueue
 from .subscriptions import period_end_after
 
 # Finalized and not void: what was billed (and stays billed).
@@ -133,15 +134,20 @@ def _late_usage_lines(
     return adjustments
 
 
-def invoice_rate(invoice: Invoice, *, now: datetime | None = None) -> bool:
+def invoice_rate(
+    invoice: Invoice, *, now: datetime | None = None, catalog: Catalog | None = None
+) -> bool:
     """(Re)build a draft's lines and its reconciliation evidence; returns True when the
     gate holds it. The caller holds the invoice row locked."""
     if not invoice.is_editable:
         raise Conflict(f"Invoice {invoice} is finalized.", code="invoice_finalized")
     customer = invoice.customer
-    released_figures = {
-        (c.meter_id, c.period_start): c.batch_quantity for c in invoice.usage_checks.all()
-    }
+    fresh = invoice.rated_at is None
+    released_figures = (
+        {}
+        if fresh
+        else {(c.meter_id, c.period_start): c.batch_quantity for c in invoice.usage_checks.all()}
+    )
     now = now or timezone.now()
     checks: list[InvoiceUsageCheck] = []
 
@@ -176,13 +182,15 @@ def invoice_rate(invoice: Invoice, *, now: datetime | None = None) -> bool:
         commitment_balance_minor=commitment_balance_before(
             invoice.subscription, invoice.period_start
         ),
+        catalog=catalog,
     )
-    invoice.lines.all().delete()
+    if not fresh:
+        invoice.lines.all().delete()
+        invoice.usage_checks.all().delete()
     late_through = now - LATE_EVENTS_MARGIN
     lines += _late_usage_lines(invoice, received_before=late_through, first_position=len(lines) + 1)
     for line in lines:
         line.invoice = invoice
-    invoice.usage_checks.all().delete()
     InvoiceLine.objects.bulk_create(lines)
     InvoiceUsageCheck.objects.bulk_create(checks)
 
@@ -210,7 +218,9 @@ def invoice_rate(invoice: Invoice, *, now: datetime | None = None) -> bool:
     return bool(mismatched)
 
 
-def period_close(*, subscription_id: int, now: datetime | None = None) -> Invoice | None:
+def period_close(
+    *, subscription_id: int, now: datetime | None = None, catalog: Catalog | None = None
+) -> Invoice | None:
     """Close the subscription's current period if it has ended; None if there was nothing
     to close or another worker closed it first."""
     now = now or timezone.now()
@@ -245,7 +255,7 @@ def period_close(*, subscription_id: int, now: datetime | None = None) -> Invoic
             period_end=end,
             finalize_after=now + timedelta(minutes=settings.INVOICING_FINALIZE_GRACE_MINUTES),
         )
-        held = invoice_rate(invoice, now=now)
+        held = invoice_rate(invoice, now=now, catalog=catalog)
         audit_record(
             actor=None,
             action="invoice.drafted",
@@ -266,7 +276,12 @@ def periods_close_due(*, now: datetime | None = None) -> int:
     and from several workers at once."""
     now = now or timezone.now()
     due = Subscription.objects.filter(current_period_end__lte=now).values_list("pk", flat=True)
-    return sum(1 for pk in list(due) if period_close(subscription_id=pk, now=now) is not None)
+    catalog: Catalog = {}
+    return sum(
+        1
+        for pk in list(due)
+        if period_close(subscription_id=pk, now=now, catalog=catalog) is not None
+    )
 
 
 def _next_number(series: str, year: int) -> int:
@@ -337,6 +352,7 @@ def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = N
         customer=invoice.customer,
         after={"number": invoice.number, "total_minor": invoice.total_minor},
     )
+    transaction.on_commit(lambda: invoice_stripe_sync_enqueue(invoice.pk))
     return invoice
 
 

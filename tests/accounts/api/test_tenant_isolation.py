@@ -21,6 +21,8 @@ from django.utils import timezone
 from accounts.api.errors import api_not_found
 from accounts.models import ApiKey, Customer
 from accounts.scopes import ALL_SCOPES
+from invoicing import services as invoicing
+from invoicing.models import Invoice, Plan
 from metering.ingest import events_ingest
 from tests.accounts.api.support import Route, api, api_routes
 from tests.accounts.factories import ContactFactory, make_api_key
@@ -61,6 +63,51 @@ def _meter_with_usage_of(customer: Customer):
     return meter
 
 
+WALK_PLAN, WALK_PLUS_PLAN = "walk", "walk_plus"
+
+
+def _walk_plan(code: str = WALK_PLAN) -> Plan:
+    """A plan of the vendor's catalog (shared, like meters): a flat monthly fee."""
+    plan = Plan.objects.filter(code=code).first()
+    if plan is None:
+        plan = invoicing.plan_create(actor=None, code=code, name=code.title(), currency="USD")
+        invoicing.plan_version_create(
+            actor=None,
+            plan=plan,
+            interval="month",
+            components=[{"kind": "flat_fee", "amount": "10"}],
+        )
+    return plan
+
+
+def _billing_of(customer: Customer) -> dict[str, Model]:
+    """The customer's subscription, started 75 days ago: its first period invoiced, finalized
+    and partly credited, its second a draft (which customer keys never see)."""
+    subscription = customer.subscriptions.first()
+    if subscription is None:
+        now = timezone.now()
+        _walk_plan(WALK_PLUS_PLAN)
+        subscription = invoicing.subscription_create(
+            actor=None,
+            customer=customer,
+            plan_version=_walk_plan().versions.get(),
+            started_at=now - timedelta(days=75),
+        )
+        first = invoicing.period_close(subscription_id=subscription.pk, now=now)
+        invoicing.invoice_finalize(actor=None, invoice=first, now=now)
+        credit = invoicing.CreditRequest(first.lines.get().pk, 100)
+        invoicing.credit_note_issue(
+            actor=None, invoice=first, reason="goodwill", memo="Walk credit", lines=[credit]
+        )
+        invoicing.period_close(subscription_id=subscription.pk, now=now)
+    final, draft = Invoice.objects.filter(subscription=subscription).order_by("period_start")
+    return {"subscription": subscription, "final": final, "draft": draft, "customer": customer}
+
+
+def _billing(part: str) -> Callable[[Customer], Model]:
+    return lambda customer: _billing_of(customer)[part]
+
+
 OBJECT_ROUTES: dict[str, ObjectRoute] = {
     "api/v1/customers/<str:external_id>": ObjectRoute(
         make=lambda customer: customer,
@@ -78,6 +125,59 @@ OBJECT_ROUTES: dict[str, ObjectRoute] = {
         kwargs=lambda obj: {"code": obj.code},
         change={"name": "Taken over", "aggregation": "sum", "value_property": "n"},
         shared=True,
+    ),
+    # Plans are the vendor's catalog, the same for every customer (not tenant data).
+    "api/v1/plans/<str:code>": ObjectRoute(
+        make=lambda customer: _walk_plan(),
+        kwargs=lambda obj: {"code": obj.code},
+        change={},
+        shared=True,
+    ),
+    "api/v1/plans/<str:code>/versions": ObjectRoute(
+        make=lambda customer: _walk_plan(),
+        kwargs=lambda obj: {"code": obj.code},
+        change={"interval": "month", "components": [{"kind": "flat_fee", "amount": "1"}]},
+        shared=True,
+    ),
+    "api/v1/subscriptions/<int:subscription_id>": ObjectRoute(
+        make=_billing("subscription"),
+        kwargs=lambda obj: {"subscription_id": obj.pk},
+        change={},
+    ),
+    "api/v1/subscriptions/<int:subscription_id>/change-plan": ObjectRoute(
+        make=_billing("subscription"),
+        kwargs=lambda obj: {"subscription_id": obj.pk},
+        change={"plan": WALK_PLUS_PLAN},
+    ),
+    "api/v1/subscriptions/<int:subscription_id>/cancel": ObjectRoute(
+        make=_billing("subscription"),
+        kwargs=lambda obj: {"subscription_id": obj.pk},
+        change={"at_period_end": False},
+    ),
+    "api/v1/invoices/<int:invoice_id>": ObjectRoute(
+        make=_billing("final"),
+        kwargs=lambda obj: {"invoice_id": obj.pk},
+        change={},
+    ),
+    "api/v1/invoices/<int:invoice_id>/credit-notes": ObjectRoute(
+        make=_billing("final"),
+        kwargs=lambda obj: {"invoice_id": obj.pk},
+        change={"reason": "goodwill", "memo": "Taken over"},
+    ),
+    "api/v1/invoices/<int:invoice_id>/finalize": ObjectRoute(
+        make=_billing("draft"),
+        kwargs=lambda obj: {"invoice_id": obj.pk},
+        change={},
+    ),
+    "api/v1/invoices/<int:invoice_id>/void": ObjectRoute(
+        make=_billing("final"),
+        kwargs=lambda obj: {"invoice_id": obj.pk},
+        change={"reason": "Taken over"},
+    ),
+    "api/v1/customers/<str:external_id>/upcoming-invoice": ObjectRoute(
+        make=_billing("customer"),
+        kwargs=lambda obj: {"external_id": obj.external_id},
+        change={},
     ),
 }
 
@@ -212,4 +312,12 @@ def test_no_api_route_shows_customer_b_data_to_customer_a(customer_a, customer_b
         else:
             text = response.content.decode()
             assert not [p for p in b_phrases if p in text], f"{url} shows customer B's data"
-    assert {"/api/v1/customers", "/api/v1/contacts", "/api/v1/events"} <= set(checked)
+    assert {
+        "/api/v1/customers",
+        "/api/v1/contacts",
+        "/api/v1/events",
+        "/api/v1/subscriptions",
+        "/api/v1/invoices",
+        "/api/v1/credit-notes",
+        "/api/v1/plans",
+    } <= set(checked)
