@@ -15,6 +15,19 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("metering", "usagediscrepancy", ("view",)),
         ("metering", "usagereconciliationrun", ("view",)),
         ("metering", "customerusagestate", ("view",)),
+        # Invoicing: actions (finalize, release, void, credit, disputes) need "change" on
+        # the model they act on; plans and versions are created through the services.
+        ("invoicing", "plan", ("view", "add")),
+        ("invoicing", "planversion", ("view", "add")),
+        ("invoicing", "pricecomponent", ("view",)),
+        ("invoicing", "subscription", ("view", "change")),
+        ("invoicing", "subscriptionphase", ("view",)),
+        ("invoicing", "invoice", ("view", "change")),
+        ("invoicing", "invoiceline", ("view",)),
+        ("invoicing", "invoiceusagecheck", ("view",)),
+        ("invoicing", "creditnote", ("view",)),
+        ("invoicing", "creditnoteline", ("view",)),
+        ("invoicing", "dispute", ("view", "change")),
     ],
     "csm": [
         ("accounts", "customer", ("view",)),
@@ -34,6 +47,18 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("metering", "meter", ("view",)),
         ("metering", "usageevent", ("view",)),
         ("metering", "customerusagestate", ("view",)),
+        # Invoicing: read-only.
+        ("invoicing", "plan", ("view",)),
+        ("invoicing", "planversion", ("view",)),
+        ("invoicing", "pricecomponent", ("view",)),
+        ("invoicing", "subscription", ("view",)),
+        ("invoicing", "subscriptionphase", ("view",)),
+        ("invoicing", "invoice", ("view",)),
+        ("invoicing", "invoiceline", ("view",)),
+        ("invoicing", "invoiceusagecheck", ("view",)),
+        ("invoicing", "creditnote", ("view",)),
+        ("invoicing", "creditnoteline", ("view",)),
+        ("invoicing", "dispute", ("view",)),
     ],
 }
 
