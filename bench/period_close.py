@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--events-per-subscription", type=int, default=1_000)
     parser.add_argument("--quick", action="store_true", help="100 then 1,000 subscriptions")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
     if args.quick:
         args.small, args.subscriptions = 100, 1_000
@@ -193,17 +194,20 @@ def main() -> None:
             f" prepared in {prepared:.0f}s): closed in {timings[target]:.1f}s, "
             f"{timings[target] / target * 1000:.1f} ms per subscription"
         )
-    drop_database(url)
+    if not args.keep:
+        drop_database(url)
     small, large = args.small, args.subscriptions
     growth = timings[large] / timings[small]
     print(
         f"growth {small:,} -> {large:,} subscriptions: {growth:.1f}x (linear: {large / small:g}x)"
     )
+    def label(n: int) -> str:
+        return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
     print(
         f"RESULT subscriptions={large} seconds={timings[large]:.0f} "
         f"per_subscription_ms={timings[large] / large * 1000:.1f} "
-        f"growth_{small // 1000 or small}{'k' if small >= 1000 else ''}_to_"
-        f"{large // 1000}k={growth:.1f}"
+        f"growth_{label(small)}_to_{label(large)}={growth:.1f}"
     )
 
 
