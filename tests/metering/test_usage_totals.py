@@ -1,0 +1,87 @@
+"""Many windows measured in one query equal each window measured on its own."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from metering.ingest import events_ingest
+from metering.selectors import UsageWindow, usage_total, usage_totals
+from tests.accounts.factories import CustomerFactory
+from tests.metering.factories import api_calls_meter, data_meter, event, seats_meter, users_meter
+
+pytestmark = pytest.mark.django_db
+
+DAY = datetime(2026, 10, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def customers():
+    return [CustomerFactory(), CustomerFactory(), CustomerFactory()]
+
+
+@pytest.fixture
+def meters(customers):
+    meters = [api_calls_meter(), data_meter(), seats_meter(), users_meter()]
+    batch = []
+    for c_index, customer in enumerate(customers):
+        for i in range(60):
+            moment = DAY + timedelta(minutes=37 * i + 11 * c_index)
+            ts = moment.isoformat().replace("+00:00", "Z")
+            batch += [
+                event(customer, f"a{i}", ts=ts, endpoint=f"/v{i % 3}", region="eu"),
+                event(customer, f"d{i}", name="data_processed", ts=ts, gb=f"{i % 7}.25"),
+                event(customer, f"s{i}", name="active_seats", ts=ts, seats=(i * 5) % 17),
+                event(customer, f"u{i}", name="user_active", ts=ts, user_id=f"u{i % 9}"),
+            ]
+    result = events_ingest(events=batch, now=DAY + timedelta(days=5))
+    assert result.accepted == len(batch)
+    return meters
+
+
+def windows_for(customers):
+    """Whole hours, partial hours, a window inside one hour, two windows of one customer."""
+    return [
+        UsageWindow(customers[0].pk, DAY, DAY + timedelta(days=2)),
+        UsageWindow(
+            customers[1].pk, DAY + timedelta(minutes=13), DAY + timedelta(hours=20, minutes=5)
+        ),
+        UsageWindow(
+            customers[2].pk,
+            DAY + timedelta(hours=3, minutes=2),
+            DAY + timedelta(hours=3, minutes=59),
+        ),
+        UsageWindow(
+            customers[0].pk, DAY + timedelta(hours=5), DAY + timedelta(hours=9, minutes=30)
+        ),
+        UsageWindow(customers[1].pk, DAY + timedelta(days=3), DAY + timedelta(days=4)),  # empty
+    ]
+
+
+@pytest.mark.parametrize("track", ["realtime", "batch"])
+def test_usage_totals_equal_one_total_per_window(customers, meters, track):
+    by_pk = {c.pk: c for c in customers}
+    windows = windows_for(customers)
+    for meter in meters:
+        expected = [
+            usage_total(
+                customer=by_pk[w.customer_id], meter=meter, start=w.start, end=w.end, track=track
+            )
+            for w in windows
+        ]
+        assert usage_totals(meter=meter, windows=windows, track=track) == expected, meter.code
+        assert expected[-1] == Decimal(0)
+        assert any(expected), meter.code
+
+
+def test_usage_totals_refuses_empty_windows_and_late_events_outside_the_batch_track(
+    meters, customers
+):
+    meter = meters[0]
+    assert usage_totals(meter=meter, windows=[]) == []
+    with pytest.raises(ValueError, match="end after"):
+        usage_totals(meter=meter, windows=[UsageWindow(customers[0].pk, DAY, DAY)])
+    with pytest.raises(ValueError, match="batch"):
+        usage_totals(
+            meter=meter, windows=windows_for(customers), late_received_before=DAY, track="realtime"
+        )
