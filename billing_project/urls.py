@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from invoicing.webhooks import stripe_webhook
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # Metering first: accounts.api.urls ends with the catch-all JSON 404.
@@ -8,5 +10,6 @@ urlpatterns = [
     path("api/v1/", include("invoicing.api.urls")),
     path("api/v1/", include("accounts.api.urls")),
     path("usage/", include("metering.urls")),
+    path("webhooks/stripe/", stripe_webhook),
     path("", include("accounts.urls")),
 ]

@@ -18,6 +18,7 @@ from accounts.services import Actor, actor_label, audit_record
 
 from ..models import CreditNote, CreditNoteLine, Dispute, Invoice, InvoiceLine
 from .period_close import document_number
+from .stripe_sync import credit_note_stripe_sync_enqueue, invoice_stripe_sync_enqueue
 
 CREDITABLE = (
     Invoice.Status.OPEN,
@@ -153,6 +154,7 @@ def _issue(
             "lines": {str(r.line_id): r.amount_minor for r in requests},
         },
     )
+    transaction.on_commit(lambda: credit_note_stripe_sync_enqueue(note.pk))
     return note
 
 
@@ -213,6 +215,7 @@ def invoice_void(*, actor: Actor, invoice: Invoice, reason: str) -> Invoice:
         before={"status": before},
         after={"status": "void", "reason": reason, "credit_note": note.number if note else None},
     )
+    transaction.on_commit(lambda: invoice_stripe_sync_enqueue(invoice.pk))
     return invoice
 
 
