@@ -20,13 +20,16 @@ class Ability(models.TextChoices):
     MANAGE_KEYS = "manage_keys", "create and revoke API keys"
     MANAGE_CONTACTS = "manage_contacts", "add, edit and remove contacts"
     VIEW_INVOICES = "view_invoices", "see invoices"
+    DISPUTE_INVOICES = "dispute_invoices", "dispute invoice lines"
 
 
 _ABILITIES: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(Ability.values),
     Role.ADMIN: frozenset(Ability.values),
     Role.DEVELOPER: frozenset({Ability.MANAGE_CONTACTS}),
-    Role.FINANCE: frozenset({Ability.MANAGE_CONTACTS, Ability.VIEW_INVOICES}),
+    Role.FINANCE: frozenset(
+        {Ability.MANAGE_CONTACTS, Ability.VIEW_INVOICES, Ability.DISPUTE_INVOICES}
+    ),
     Role.VIEWER: frozenset(),
 }
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v1/", include("invoicing.api.urls")),
     path("api/v1/", include("accounts.api.urls")),
     path("usage/", include("metering.urls")),
+    path("billing/", include("invoicing.urls")),
     path("webhooks/stripe/", stripe_webhook),
     path("", include("accounts.urls")),
 ]

@@ -5,14 +5,20 @@
   events it refuses; refused events are not stored and their keys stay free.
 * A *usage recorded* listener runs after commit with the set of (customer_id, meter_id)
   pairs whose usage changed (alerts evaluate thresholds from it).
+* A *billing period* provider says which ``[start, end)`` a customer is billed for at a
+  moment (invoicing: the subscription's current period), or ``None`` when it does not
+  know; the usage dashboard shows that period, else the calendar month.
 
-Register both from an ``AppConfig.ready()``.
+Register each from an ``AppConfig.ready()``.
 """
 
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from accounts.models import Customer
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +36,12 @@ class NewEvent(NamedTuple):
 
 IngestGuard = Callable[[list[NewEvent]], dict[int, tuple[str, str]]]
 UsageListener = Callable[[set[tuple[int, int]]], None]
+# (customer, now) -> (start, end) of the billing period containing now, aware, or None.
+BillingPeriodProvider = Callable[["Customer", datetime], tuple[datetime, datetime] | None]
 
 _ingest_guards: list[IngestGuard] = []
 _usage_listeners: list[UsageListener] = []
+_billing_period_providers: list[BillingPeriodProvider] = []
 
 
 def register_ingest_guard(guard: IngestGuard) -> None:
@@ -45,9 +54,14 @@ def register_usage_recorded(listener: UsageListener) -> None:
         _usage_listeners.append(listener)
 
 
+def register_billing_period(provider: BillingPeriodProvider) -> None:
+    if provider not in _billing_period_providers:
+        _billing_period_providers.append(provider)
+
+
 def unregister(fn) -> None:
-    """For tests: remove a guard or listener."""
-    for registry in (_ingest_guards, _usage_listeners):
+    """For tests: remove a guard, listener or provider."""
+    for registry in (_ingest_guards, _usage_listeners, _billing_period_providers):
         if fn in registry:
             registry.remove(fn)
 
@@ -78,3 +92,18 @@ def notify_usage_recorded(pairs: Iterable[tuple[int, int]]) -> None:
             listener(pairs)
         except Exception:
             logger.exception("usage-recorded listener %r failed", listener)
+
+
+def billing_period(customer: "Customer", now: datetime) -> tuple[datetime, datetime] | None:
+    """The billing period ``[start, end)`` containing ``now`` from the first provider that
+    knows one; ``None`` when none does (no provider, or the customer has no subscription).
+    A period that does not contain ``now`` is a provider's bug: logged and not used."""
+    for provider in _billing_period_providers:
+        period = provider(customer, now)
+        if period is None:
+            continue
+        start, end = period
+        if start <= now < end:
+            return start, end
+        logger.warning("billing period provider %r gave [%s, %s) for %s", provider, start, end, now)
+    return None

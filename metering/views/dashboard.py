@@ -1,13 +1,15 @@
 """The usage dashboard: the first page a customer sees.
 
-For each active meter: usage this period (the calendar month in the customer's time zone,
-until subscriptions give periods of their own) as a big number, a daily chart with the
-running total, the breakdown by each of the meter's dimensions, and twelve months of
-history. Every figure comes from ``metering.selectors`` for the signed-in member's own
-customer; the page re-renders its live part through htmx every 30 seconds.
+For each active meter: usage this period (the customer's billing period when a layer above
+knows one through ``hooks.billing_period``, else the calendar month in the customer's time
+zone) as a big number, a daily chart with the running total, the breakdown by each of the
+meter's dimensions, and twelve months of history. Every figure comes from
+``metering.selectors`` for the signed-in member's own customer; the page re-renders its
+live part through htmx every 30 seconds.
 
 Queries are bounded: per meter one total, one daily series, one monthly series and one
-breakdown per dimension (at most three), whatever the data.
+breakdown per dimension (at most three), whatever the data; plus what the billing-period
+provider needs once per page.
 """
 
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from django.utils import timezone
 
 from accounts.views.mixins import PortalView
 
-from .. import charts, selectors
+from .. import charts, hooks, selectors
 from ..models import Meter
 from . import wants_fragment
 
@@ -30,12 +32,25 @@ HISTORY_MONTHS = 12
 BREAKDOWN_ROWS = 8
 
 AGGREGATION_NOTES = {
-    Meter.Aggregation.COUNT: "Events counted this month",
-    Meter.Aggregation.SUM: "Total this month",
-    Meter.Aggregation.MAX: "Highest value this month",
-    Meter.Aggregation.UNIQUE_COUNT: "Distinct this month",
-    Meter.Aggregation.LATEST: "Latest reading this month",
+    Meter.Aggregation.COUNT: "Events counted {period}",
+    Meter.Aggregation.SUM: "Total {period}",
+    Meter.Aggregation.MAX: "Highest value {period}",
+    Meter.Aggregation.UNIQUE_COUNT: "Distinct {period}",
+    Meter.Aggregation.LATEST: "Latest reading {period}",
 }
+
+
+@dataclass(frozen=True)
+class Period:
+    """The period the dashboard's figures cover, ``[start, end)`` in the customer's zone."""
+
+    start: datetime
+    end: datetime
+    billing: bool  # the customer's billing period; else the calendar month
+
+    @property
+    def phrase(self) -> str:
+        return "this billing period" if self.billing else "this month"
 
 
 @dataclass
@@ -75,6 +90,16 @@ def month_start(moment: datetime, zone: ZoneInfo, months_back: int = 0) -> datet
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=zone)
 
 
+def current_period(customer, now: datetime) -> Period:
+    """The customer's billing period containing ``now``, else the calendar month."""
+    zone = ZoneInfo(customer.timezone)
+    found = hooks.billing_period(customer, now)
+    if found is not None:
+        start, end = found
+        return Period(start.astimezone(zone), end.astimezone(zone), billing=True)
+    return Period(month_start(now, zone), month_start(now, zone, months_back=-1), billing=False)
+
+
 def _breakdown(meter: Meter, points: list[selectors.UsagePoint], dimension: str) -> Breakdown:
     points = [p for p in points if p.value]
     additive = charts.is_additive(meter)
@@ -92,10 +117,12 @@ def _breakdown(meter: Meter, points: list[selectors.UsagePoint], dimension: str)
     return Breakdown(dimension=dimension, rows=rows, hidden=max(0, len(points) - BREAKDOWN_ROWS))
 
 
-def meter_panel(*, customer, meter: Meter, now: datetime) -> MeterPanel:
+def meter_panel(
+    *, customer, meter: Meter, now: datetime, period: Period | None = None
+) -> MeterPanel:
     zone = ZoneInfo(customer.timezone)
-    period_start = month_start(now, zone)
-    period_end = month_start(now, zone, months_back=-1)
+    period = period or current_period(customer, now)
+    period_start, period_end = period.start, period.end
     history_start = month_start(now, zone, months_back=HISTORY_MONTHS - 1)
 
     total = selectors.usage_total(customer=customer, meter=meter, start=period_start, end=now)
@@ -111,7 +138,7 @@ def meter_panel(*, customer, meter: Meter, now: datetime) -> MeterPanel:
         meter=meter,
         total=total,
         total_display=charts.format_quantity(total),
-        note=AGGREGATION_NOTES[meter.aggregation],
+        note=AGGREGATION_NOTES[meter.aggregation].format(period=period.phrase),
         last_month_display=charts.format_quantity(last_month) if last_month else None,
         has_usage=has_usage,
         has_history=any(p.value for p in monthly),
@@ -137,7 +164,7 @@ def meter_panel(*, customer, meter: Meter, now: datetime) -> MeterPanel:
         ]
     if panel.has_history:
         panel.history_chart = charts.history_chart(
-            meter=meter, series=monthly, current_month=period_start
+            meter=meter, series=monthly, current_month=month_start(now, zone)
         )
     return panel
 
@@ -148,11 +175,14 @@ class UsageDashboardView(PortalView):
     def get(self, request):
         now = timezone.now()
         customer = self.customer
-        zone = ZoneInfo(customer.timezone)
+        period = current_period(customer, now)
         meters = list(selectors.meter_list())
         context = {
-            "panels": [meter_panel(customer=customer, meter=m, now=now) for m in meters],
-            "period_start": month_start(now, zone),
+            "panels": [
+                meter_panel(customer=customer, meter=m, now=now, period=period) for m in meters
+            ],
+            "period": period,
+            "period_start": period.start,
             "now": now,
             "customer_tz": customer.timezone,
             "refresh_seconds": REFRESH_SECONDS,

@@ -1,9 +1,10 @@
 """The tenant-isolation walk for the portal.
 
-Every URL pattern in the ``portal`` namespace that takes an object from the URL is requested
-by a signed-in owner of customer A (who may do everything) against an object of customer B,
-with GET and POST: each must answer 404 and leave B's data exactly as it was. A new pattern
-whose kwargs this test cannot fill fails the walk, so no future page slips past it.
+Every URL pattern of the portal's namespaces (``portal``, ``usage``, ``billing``) that takes
+an object from the URL is requested by a signed-in owner of customer A (who may do
+everything) against an object of customer B, with GET and POST: each must answer 404 and
+leave B's data exactly as it was. A new pattern whose kwargs this test cannot fill fails
+the walk, so no future page slips past it.
 """
 
 from collections.abc import Callable, Iterator
@@ -14,10 +15,22 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import ApiKey, AuditLog, Contact, Customer, Membership
 from accounts.roles import Role
+from invoicing.models import CreditNote, Dispute, Invoice
 from tests.accounts.factories import ContactFactory, MembershipFactory, make_api_key
 from tests.accounts.portal.helpers import HTMX, signed_in
+from tests.invoicing.portal.helpers import extra_invoice
+from tests.metering.factories import api_calls_meter
 
 pytestmark = pytest.mark.django_db
+
+PORTAL_NAMESPACES = ("portal", "usage", "billing")
+
+
+def finalized_invoice(customer: Customer) -> Invoice:
+    """The customer's one finalized invoice (made once), whose usage line the line pages use."""
+    found = Invoice.objects.filter(customer=customer).first()
+    return found or extra_invoice(customer, api_calls_meter(), index=Invoice.objects.count())
+
 
 # URL kwarg -> how to make such an object in a given customer.
 OBJECT_FACTORIES: dict[str, Callable[[Customer], Model]] = {
@@ -27,11 +40,14 @@ OBJECT_FACTORIES: dict[str, Callable[[Customer], Model]] = {
     ),
     "contact_id": lambda customer: ContactFactory(customer=customer),
     "key_id": lambda customer: make_api_key(customer=customer)[0],
+    # A line URL names its invoice too: both come from the customer's one invoice.
+    "invoice_id": finalized_invoice,
+    "line_id": lambda customer: finalized_invoice(customer).lines.get(position=1),
 }
 
 # (pattern name, kwarg) pairs that name no tenant object, each with the reason.
 NOT_TENANT_OBJECTS = {
-    ("invitation_accept", "token"): "a signed, expiring capability emailed to one person; "
+    ("portal:invitation_accept", "token"): "a signed, expiring capability emailed to one person; "
     "whoever holds it may accept it (covered in test_team.py)",
 }
 
@@ -44,11 +60,12 @@ POST_DATA = {
     "webhook_url": "https://attacker.example.com/hook",
     "environment": "live",
     "scopes": ["usage:read"],
+    "message": "Taken over",
 }
 
 
 def portal_patterns() -> Iterator[tuple[str, URLPattern]]:
-    """(name, pattern) for every pattern reachable under the ``portal`` namespace."""
+    """("namespace:name", pattern) for every pattern under the portal's namespaces."""
 
     def walk(patterns, namespaces):
         for entry in patterns:
@@ -57,8 +74,8 @@ def portal_patterns() -> Iterator[tuple[str, URLPattern]]:
                     entry.url_patterns,
                     [*namespaces, entry.namespace] if entry.namespace else namespaces,
                 )
-            elif "portal" in namespaces:
-                yield entry.name, entry
+            elif namespaces and namespaces[-1] in PORTAL_NAMESPACES:
+                yield f"{namespaces[-1]}:{entry.name}", entry
 
     yield from walk(get_resolver().url_patterns, [])
 
@@ -71,7 +88,7 @@ def snapshot(customer: Customer) -> dict:
     """Everything of the customer the portal could change."""
     return {
         model.__name__: list(model.objects.filter(customer=customer).order_by("pk").values())
-        for model in (Membership, Contact, ApiKey, AuditLog)
+        for model in (Membership, Contact, ApiKey, AuditLog, Invoice, CreditNote, Dispute)
     }
 
 
@@ -94,7 +111,7 @@ def test_every_portal_object_url_answers_404_for_another_tenants_object(
             continue
         if exempt:
             continue
-        url = reverse(f"portal:{name}", kwargs={k: objects_of_b[k].pk for k in kwargs})
+        url = reverse(name, kwargs={k: objects_of_b[k].pk for k in kwargs})
         for method, headers in (("get", {}), ("post", {}), ("post", HTMX)):
             call = getattr(client, method)
             response = call(url, POST_DATA, headers=headers) if method == "post" else call(url)
@@ -111,12 +128,16 @@ def test_every_portal_object_url_answers_404_for_another_tenants_object(
     )
     # The walk really walked: every kind of object was tried on at least one page.
     assert set(walked) >= {
-        "member_role",
-        "member_remove",
-        "member_resend",
-        "contact_edit",
-        "contact_delete",
-        "key_revoke",
+        "portal:member_role",
+        "portal:member_remove",
+        "portal:member_resend",
+        "portal:contact_edit",
+        "portal:contact_delete",
+        "portal:key_revoke",
+        "billing:invoice",
+        "billing:line_events",
+        "billing:line_events_export",
+        "billing:line_dispute",
     }
     assert snapshot(customer_b) == before
 
@@ -130,9 +151,7 @@ def test_the_same_urls_work_for_the_owners_own_objects(client, customer_a, owner
         kwargs = url_kwargs(pattern)
         if not kwargs or not all(k in OBJECT_FACTORIES for k in kwargs):
             continue
-        response = client.get(
-            reverse(f"portal:{name}", kwargs={k: objects_of_a[k].pk for k in kwargs})
-        )
+        response = client.get(reverse(name, kwargs={k: objects_of_a[k].pk for k in kwargs}))
         assert response.status_code in (200, 405), (name, response.status_code)
 
 
@@ -140,11 +159,15 @@ def test_walk_finds_the_portal_patterns():
     names = {name for name, _ in portal_patterns()}
 
     assert {
-        "home",
-        "login",
-        "team",
-        "keys",
-        "invitation_accept",
-        "contact_edit",
-        "key_revoke",
+        "portal:home",
+        "portal:login",
+        "portal:team",
+        "portal:keys",
+        "portal:invitation_accept",
+        "portal:contact_edit",
+        "portal:key_revoke",
+        "usage:dashboard",
+        "billing:home",
+        "billing:invoice",
+        "billing:line_dispute",
     } <= names
