@@ -26,6 +26,8 @@ CREDITABLE = (
     Invoice.Status.PAYMENT_FAILED,
     Invoice.Status.UNCOLLECTIBLE,
 )
+# Reasons only their own flows give a credit note.
+FLOW_REASONS = (CreditNote.Reason.INVOICE_VOIDED, CreditNote.Reason.DISPUTE_ACCEPTED)
 NEVER_PAID = (Invoice.Status.OPEN, Invoice.Status.PAYMENT_FAILED, Invoice.Status.UNCOLLECTIBLE)
 
 
@@ -77,7 +79,7 @@ def _issue(
     requests: list[CreditRequest] | None,
 ) -> CreditNote:
     """The one way a credit note comes to be; the caller holds the invoice row lock."""
-    if invoice.status not in CREDITABLE and reason != CreditNote.Reason.INVOICE_VOIDED:
+    if invoice.status not in CREDITABLE:
         raise Conflict("Only a finalized invoice can be credited.", code="invoice_not_creditable")
     if reason not in CreditNote.Reason.values:
         raise InvalidInput(
@@ -176,6 +178,11 @@ def credit_note_issue(
     lines: list[CreditRequest] | None = None,
 ) -> CreditNote:
     """Credit the whole invoice (``lines=None``) or given amounts of given lines."""
+    if reason in FLOW_REASONS:
+        raise InvalidInput(
+            f"A {reason} credit note is issued by its own flow (voiding, accepting a dispute).",
+            field="reason",
+        )
     return _issue(
         actor=actor, invoice=_locked_invoice(invoice), reason=reason, memo=memo, requests=lines
     )

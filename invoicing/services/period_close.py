@@ -36,6 +36,7 @@ from ..models import (
 )
 from ..pricing import usage_price
 from ..rating import rate_usage
+from ..reconciliation import GateFigures, WindowKey, measure_periods
 from .stripe_sync import invoice_stripe_sync_enqueue
 from .subscriptions import period_end_after
 
@@ -135,7 +136,11 @@ def _late_usage_lines(
 
 
 def invoice_rate(
-    invoice: Invoice, *, now: datetime | None = None, catalog: Catalog | None = None
+    invoice: Invoice,
+    *,
+    now: datetime | None = None,
+    catalog: Catalog | None = None,
+    figures: dict[WindowKey, GateFigures] | None = None,
 ) -> bool:
     """(Re)build a draft's lines and its reconciliation evidence; returns True when the
     gate holds it. The caller holds the invoice row locked."""
@@ -151,28 +156,28 @@ def invoice_rate(
     now = now or timezone.now()
     checks: list[InvoiceUsageCheck] = []
 
+    catalog = {} if catalog is None else catalog
+    if figures is None:
+        figures = measure_periods(
+            [(invoice.subscription, invoice.period_start, invoice.period_end)], catalog=catalog
+        )
+
     def billed_usage(component: PriceComponent, span: Span) -> Decimal:
         """The batch track's figure, with the real-time and portal ones kept beside it."""
-        window = {
-            "customer": customer,
-            "meter": component.meter,
-            "start": span.start,
-            "end": span.end,
-        }
-        batch = metering.usage_total(**window, track="batch")
+        measured = figures[(customer.pk, component.meter_id, span.start, span.end)]
         checks.append(
             InvoiceUsageCheck(
                 invoice=invoice,
                 meter=component.meter,
                 period_start=span.start,
                 period_end=span.end,
-                batch_quantity=batch,
-                realtime_quantity=metering.usage_total(**window),
-                portal_quantity=metering.usage_as_displayed(**window),
+                batch_quantity=measured.batch,
+                realtime_quantity=measured.realtime,
+                portal_quantity=measured.portal,
                 checked_at=now,
             )
         )
-        return batch
+        return measured.batch
 
     lines, balance = rate_subscription_period(
         invoice.subscription,
@@ -218,26 +223,42 @@ def invoice_rate(
     return bool(mismatched)
 
 
+def _subscriptions_to_close():
+    return Subscription.objects.select_related("customer", "plan_version__plan").prefetch_related(
+        "phases__plan_version__plan"
+    )
+
+
 def period_close(
-    *, subscription_id: int, now: datetime | None = None, catalog: Catalog | None = None
+    *,
+    subscription_id: int,
+    now: datetime | None = None,
+    catalog: Catalog | None = None,
+    figures: dict[WindowKey, GateFigures] | None = None,
+    subscription: Subscription | None = None,
 ) -> Invoice | None:
     """Close the subscription's current period if it has ended; None if there was nothing
-    to close or another worker closed it first."""
+    to close or another worker closed it first. ``figures`` (from ``measure_periods``)
+    spares the usage queries when a caller measured many periods at once; the caller may
+    pass the ``subscription`` it loaded (with ``_subscriptions_to_close``) for the same
+    reason. The claim below decides anyway, so a stale copy cannot bill twice."""
     now = now or timezone.now()
+    catalog = {} if catalog is None else catalog
+    if subscription is None or subscription.pk != subscription_id:
+        subscription = _subscriptions_to_close().filter(pk=subscription_id).first()
+    if subscription is None or subscription.current_period_end is None:
+        return None
+    start, end = subscription.billed_through, subscription.current_period_end
+    if end > now:
+        return None
+    if figures is None:
+        figures = measure_periods([(subscription, start, end)], catalog=catalog)
     with transaction.atomic():
-        subscription = (
-            Subscription.objects.select_related("customer", "plan_version__plan")
-            .filter(pk=subscription_id)
-            .first()
-        )
-        if subscription is None or subscription.current_period_end is None:
-            return None
-        start, end = subscription.billed_through, subscription.current_period_end
-        if end > now:
-            return None
         subscription.billed_through = end
         next_end = period_end_after(subscription, end)
         ended = next_end is None
+        # The claim: only the worker that moves billed_through from this period's start
+        # bills the period (the invoice's unique (subscription, period_start) backs it).
         claimed = Subscription.objects.filter(pk=subscription.pk, billed_through=start).update(
             billed_through=end,
             current_period_end=next_end,
@@ -255,7 +276,7 @@ def period_close(
             period_end=end,
             finalize_after=now + timedelta(minutes=settings.INVOICING_FINALIZE_GRACE_MINUTES),
         )
-        held = invoice_rate(invoice, now=now, catalog=catalog)
+        held = invoice_rate(invoice, now=now, catalog=catalog, figures=figures)
         audit_record(
             actor=None,
             action="invoice.drafted",
@@ -271,17 +292,36 @@ def period_close(
     return invoice
 
 
+# Periods measured together: one usage query per meter for the whole chunk.
+CLOSE_CHUNK = 500
+
+
 def periods_close_due(*, now: datetime | None = None) -> int:
     """Close every period that has ended; each in its own transaction. Safe to run twice
     and from several workers at once."""
     now = now or timezone.now()
-    due = Subscription.objects.filter(current_period_end__lte=now).values_list("pk", flat=True)
-    catalog: Catalog = {}
-    return sum(
-        1
-        for pk in list(due)
-        if period_close(subscription_id=pk, now=now, catalog=catalog) is not None
+    due = list(
+        Subscription.objects.filter(current_period_end__lte=now)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
+    catalog: Catalog = {}
+    closed = 0
+    for offset in range(0, len(due), CLOSE_CHUNK):
+        chunk = list(_subscriptions_to_close().filter(pk__in=due[offset : offset + CLOSE_CHUNK]))
+        figures = measure_periods(
+            [(s, s.billed_through, s.current_period_end) for s in chunk], catalog=catalog
+        )
+        for subscription in chunk:
+            invoice = period_close(
+                subscription_id=subscription.pk,
+                now=now,
+                catalog=catalog,
+                figures=figures,
+                subscription=subscription,
+            )
+            closed += invoice is not None
+    return closed
 
 
 def _next_number(series: str, year: int) -> int:
@@ -306,10 +346,40 @@ def document_number(series: str, now: datetime) -> tuple[int, int, str]:
     return year, seq, f"{series}-{year}-{seq:06d}"
 
 
-@transaction.atomic
 def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = None) -> Invoice:
-    """Re-rate the draft (stragglers), then number it and make it final."""
-    now = now or timezone.now()
+    """Re-rate the draft (stragglers), then number it and make it final.
+
+    If re-rating finds the tracks disagreeing, the invoice is held — and stays held: the
+    hold commits before the refusal is raised.
+    """
+    invoice = Invoice.objects.select_related("subscription", "customer").get(pk=invoice.pk)
+    catalog: Catalog = {}
+    figures = None
+    if invoice.subscription is not None and invoice.is_editable:
+        subscription = _subscriptions_to_close().get(pk=invoice.subscription_id)
+        figures = measure_periods(
+            [(subscription, invoice.period_start, invoice.period_end)], catalog=catalog
+        )
+    invoice, held = _finalize_or_hold(
+        actor=actor, invoice=invoice, now=now or timezone.now(), figures=figures, catalog=catalog
+    )
+    if held:
+        raise Conflict(
+            "Re-rating found usage figures that disagree: the invoice is now held.",
+            code="invoice_held",
+        )
+    return invoice
+
+
+@transaction.atomic
+def _finalize_or_hold(
+    *,
+    actor: Actor,
+    invoice: Invoice,
+    now: datetime,
+    figures: dict[WindowKey, GateFigures] | None,
+    catalog: Catalog,
+) -> tuple[Invoice, bool]:
     invoice = (
         Invoice.objects.select_for_update(of=("self",))
         .select_related("customer", "subscription__plan_version__plan")
@@ -332,11 +402,8 @@ def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = N
             "An earlier invoice of this subscription is not final yet: finalize it first.",
             code="earlier_invoice_open",
         )
-    if invoice_rate(invoice, now=now):
-        raise Conflict(
-            "Re-rating found usage figures that disagree: the invoice is now held.",
-            code="invoice_held",
-        )
+    if invoice_rate(invoice, now=now, figures=figures, catalog=catalog):
+        return invoice, True
     invoice.number_year, invoice.number_seq, invoice.number = document_number("INV", now)
     invoice.status = Invoice.Status.OPEN
     invoice.finalized_at = now
@@ -353,7 +420,7 @@ def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = N
         after={"number": invoice.number, "total_minor": invoice.total_minor},
     )
     transaction.on_commit(lambda: invoice_stripe_sync_enqueue(invoice.pk))
-    return invoice
+    return invoice, False
 
 
 def invoices_finalize_due(*, now: datetime | None = None) -> int:

@@ -176,3 +176,10 @@ def test_only_the_invoices_customer_can_dispute_it(invoice, customer_b):
         services.dispute_open(
             actor=outsider.user, invoice_line=lines(invoice)["usage"], message="not ours"
         )
+
+
+@pytest.mark.parametrize("reason", ["invoice_voided", "dispute_accepted"])
+def test_flow_reasons_cannot_be_used_for_a_plain_credit_note(invoice, reason):
+    with pytest.raises(InvalidInput) as refused:
+        services.credit_note_issue(actor=None, invoice=invoice, reason=reason, memo="sneaky")
+    assert refused.value.field == "reason"

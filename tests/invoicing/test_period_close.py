@@ -250,3 +250,22 @@ def test_late_events_of_a_finalized_period_become_an_adjustment_on_the_next_invo
         subscription_id=subscription.pk, now=datetime(2027, 1, 1, tzinfo=UTC)
     )
     assert not january.lines.filter(kind="late_usage").exists()
+
+
+def test_drift_found_when_re_rating_at_finalization_leaves_the_invoice_held(
+    customer_a, meter, subscription
+):
+    ingest_usage(customer_a, meter, october_calls(1200), now=INGEST_NOW, endpoint="/v1")
+    invoice = services.period_close(subscription_id=subscription.pk, now=NOV)
+    assert invoice.status == "draft"
+    rollup = UsageRollup.objects.filter(customer=customer_a, meter=meter).first()
+    UsageRollup.objects.filter(pk=rollup.pk).update(event_count=rollup.event_count + 1)
+
+    with pytest.raises(Conflict) as held:
+        services.invoice_finalize(actor=None, invoice=invoice, now=NOV + timedelta(hours=2))
+
+    assert held.value.code == "invoice_held"
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.number) == ("held", None)
+    # The beat job leaves it to finance instead of retrying it for ever.
+    assert services.invoices_finalize_due(now=NOV + timedelta(hours=3)) == 0

@@ -6,7 +6,14 @@ from decimal import Decimal
 import pytest
 
 from metering.ingest import events_ingest
-from metering.selectors import UsageWindow, usage_total, usage_totals
+from metering.selectors import (
+    UsageWindow,
+    usage_as_displayed,
+    usage_as_displayed_many,
+    usage_series,
+    usage_total,
+    usage_totals,
+)
 from tests.accounts.factories import CustomerFactory
 from tests.metering.factories import api_calls_meter, data_meter, event, seats_meter, users_meter
 
@@ -85,3 +92,38 @@ def test_usage_totals_refuses_empty_windows_and_late_events_outside_the_batch_tr
         usage_totals(
             meter=meter, windows=windows_for(customers), late_received_before=DAY, track="realtime"
         )
+
+
+def test_usage_as_displayed_many_equals_one_per_window_across_time_zones(meters):
+    # Berlin, Kolkata (:30 offset: cut hours at its midnights) and New York customers.
+    zones = ["Europe/Berlin", "Asia/Kolkata", "America/New_York"]
+    customers = [CustomerFactory(timezone=zone) for zone in zones]
+    batch = [
+        event(c, f"z{i}", ts=(DAY + timedelta(minutes=41 * i)).isoformat().replace("+00:00", "Z"))
+        for c in customers
+        for i in range(80)
+    ]
+    assert events_ingest(events=batch, now=DAY + timedelta(days=5)).accepted == len(batch)
+    windows = [
+        UsageWindow(c.pk, DAY + timedelta(hours=2, minutes=10), DAY + timedelta(days=2, hours=5))
+        for c in customers
+    ] + [UsageWindow(customers[0].pk, DAY, DAY + timedelta(hours=30))]
+    window_zones = [*zones, zones[0]]
+    for meter in meters:
+        expected = [
+            usage_as_displayed(
+                customer=next(c for c in customers if c.pk == w.customer_id),
+                meter=meter,
+                start=w.start,
+                end=w.end,
+            )
+            for w in windows
+        ]
+        assert usage_as_displayed_many(meter=meter, windows=windows, zones=window_zones) == expected
+    calls = meters[0]
+    assert usage_as_displayed_many(meter=calls, windows=windows, zones=window_zones)[0] == sum(
+        p.value
+        for p in usage_series(
+            customer=customers[0], meter=calls, start=windows[0].start, end=windows[0].end
+        )
+    )
