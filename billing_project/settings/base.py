@@ -156,7 +156,7 @@ STATICFILES_FINDERS = [
 
 # Called by ``manage.py seed_demo`` after it seeds accounts, each as ``seeder(stdout, rng)``:
 # the layers above accounts add their demo data without accounts importing them.
-DEMO_SEEDERS = ["metering.demo.seed_usage"]
+DEMO_SEEDERS = ["metering.demo.seed_usage", "invoicing.demo.seed_billing"]
 
 # --- Email ---------------------------------------------------------------------------
 EMAIL_BACKEND = env_value(
