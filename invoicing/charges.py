@@ -13,7 +13,7 @@ from decimal import Decimal
 from .models import Invoice, InvoiceLine, PlanVersion, PriceComponent, Subscription
 from .periods import INTERVAL_MONTHS, period_containing, period_index_at, proration_fraction
 from .pricing import period_pricing
-from .rating import rate_period
+from .rating import PeriodPricing, rate_period
 
 Kind = PriceComponent.Kind
 
@@ -29,20 +29,30 @@ class Span:
 
 
 UsageOf = Callable[[PriceComponent, Span], Decimal]
-# Plan version id -> its price components. Versions never change (a database trigger sees
-# to it), so a run that rates many subscriptions reads each version's prices once.
-Catalog = dict[int, list[PriceComponent]]
 
 
-def version_components(
-    version: PlanVersion, catalog: Catalog | None = None
-) -> list[PriceComponent]:
-    if catalog is not None and version.pk in catalog:
-        return catalog[version.pk]
-    components = list(version.components.select_related("meter").order_by("position"))
-    if catalog is not None:
-        catalog[version.pk] = components
-    return components
+class Catalog:
+    """Plan versions' prices, read and checked once per run: versions never change (a
+    database trigger sees to it), so a run rating thousands of subscriptions on a handful
+    of versions reads each one once."""
+
+    def __init__(self) -> None:
+        self._components: dict[int, list[PriceComponent]] = {}
+        self._pricing: dict[int, PeriodPricing] = {}
+
+    def components(self, version: PlanVersion) -> list[PriceComponent]:
+        if version.pk not in self._components:
+            self._components[version.pk] = list(
+                version.components.select_related("meter").order_by("position")
+            )
+        return self._components[version.pk]
+
+    def pricing(self, version: PlanVersion) -> PeriodPricing:
+        if version.pk not in self._pricing:
+            self._pricing[version.pk] = period_pricing(
+                version.plan.currency, self.components(version)
+            )
+        return self._pricing[version.pk]
 
 
 def spans(subscription: Subscription, start: datetime, end: datetime) -> list[Span]:
@@ -72,16 +82,25 @@ def starts_commitment_term(subscription: Subscription, span: Span, months: int) 
     return elapsed % months == 0
 
 
-def commitment_balance_before(subscription: Subscription, period_start: datetime) -> int:
-    """The prepaid balance left by the invoice before this period (void ones aside)."""
+@dataclass(frozen=True)
+class Carried:
+    """What a period takes over from the invoice before it (void ones aside)."""
+
+    commitment_balance_minor: int = 0
+    late_usage_through: datetime | None = None  # late events received before it are carried
+
+
+def carried_from_previous(subscription: Subscription, period_start: datetime) -> Carried:
     previous = (
         Invoice.objects.filter(subscription=subscription, period_start__lt=period_start)
         .exclude(status=Invoice.Status.VOID)
         .order_by("-period_start")
-        .values_list("commitment_balance_after_minor", flat=True)
+        .values_list("commitment_balance_after_minor", "late_usage_through")
         .first()
     )
-    return previous or 0
+    if previous is None:
+        return Carried()
+    return Carried(previous[0] or 0, previous[1])
 
 
 def _tiers_json(line) -> list[dict]:
@@ -116,15 +135,16 @@ def rate_subscription_period(
     _, full_start, full_end = period_containing(
         subscription.billing_anchor, subscription.interval, start
     )
+    catalog = catalog or Catalog()
     balance = commitment_balance_minor
     lines: list[InvoiceLine] = []
     for span in spans(subscription, start, end):
-        components = version_components(span.plan_version, catalog)
+        components = catalog.components(span.plan_version)
         by_ref = {str(c.pk): c for c in components}
         usage = {str(c.pk): usage_of(c, span) for c in components if c.kind == Kind.USAGE}
         months = next((c.commitment_months for c in components if c.kind == Kind.COMMITMENT), None)
         rated = rate_period(
-            period_pricing(span.plan_version.plan.currency, components),
+            catalog.pricing(span.plan_version),
             usage,
             fraction=proration_fraction(full_start, full_end, span.start, span.end),
             commitment_balance_minor=balance,

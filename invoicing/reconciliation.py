@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from metering import selectors as metering
 from metering.models import Meter
 
-from .charges import Catalog, spans, version_components
+from .charges import Catalog, spans
 from .models import PriceComponent, Subscription
 
 
@@ -63,7 +63,7 @@ def measure_periods(
     for subscription, start, end in periods:
         customers[subscription.customer_id] = subscription.customer
         for span in spans(subscription, start, end):
-            for component in version_components(span.plan_version, catalog):
+            for component in catalog.components(span.plan_version):
                 if component.kind == PriceComponent.Kind.USAGE:
                     meters[component.meter_id] = component.meter
                     key = (subscription.customer_id, component.meter_id, span.start, span.end)

@@ -12,7 +12,7 @@ from accounts.models import Customer
 from accounts.tenancy import principal_customer_id, scoped
 from metering import selectors as metering
 
-from .charges import Span, commitment_balance_before, rate_subscription_period
+from .charges import Span, carried_from_previous, rate_subscription_period
 from .currency import round_half_up
 from .models import (
     CreditNote,
@@ -106,7 +106,7 @@ def upcoming_invoice(*, customer: Customer, now: datetime | None = None) -> Upco
             return so_far
         return Decimal(round_half_up(Fraction(so_far) * length / elapsed))
 
-    balance = commitment_balance_before(subscription, start)
+    balance = carried_from_previous(subscription, start).commitment_balance_minor
     lines, _ = rate_subscription_period(
         subscription, start, end, usage_of=usage_so_far, commitment_balance_minor=balance
     )

@@ -26,7 +26,7 @@ from accounts.services import Actor, audit_record
 from metering import selectors as metering
 from metering import services as metering_services
 
-from ..charges import Catalog, Span, commitment_balance_before, rate_subscription_period
+from ..charges import Catalog, Span, carried_from_previous, rate_subscription_period
 from ..models import (
     Invoice,
     InvoiceLine,
@@ -53,7 +53,11 @@ LATE_ADJUSTABLE = ("count", "sum")
 
 
 def _late_usage_lines(
-    invoice: Invoice, *, received_before: datetime, first_position: int
+    invoice: Invoice,
+    *,
+    received_since: datetime | None,
+    received_before: datetime,
+    first_position: int,
 ) -> list[InvoiceLine]:
     """Adjustment lines for late events of earlier, finalized invoices.
 
@@ -62,17 +66,7 @@ def _late_usage_lines(
     included) minus what it and its earlier adjustments billed, rated with the line's own
     price: exact, and nothing is carried twice whatever the window.
     """
-    previous = (
-        Invoice.objects.filter(
-            subscription=invoice.subscription_id, period_start__lt=invoice.period_start
-        )
-        .exclude(status=Invoice.Status.VOID)
-        .exclude(late_usage_through__isnull=True)
-        .order_by("-period_start")
-        .values_list("late_usage_through", flat=True)
-        .first()
-    )
-    late = metering.late_events(customer=invoice.customer, received_since=previous).filter(
+    late = metering.late_events(customer=invoice.customer, received_since=received_since).filter(
         received_at__lt=received_before
     )
     touched = set(late.values_list("event_name", "timestamp"))
@@ -156,7 +150,7 @@ def invoice_rate(
     now = now or timezone.now()
     checks: list[InvoiceUsageCheck] = []
 
-    catalog = {} if catalog is None else catalog
+    catalog = catalog or Catalog()
     if figures is None:
         figures = measure_periods(
             [(invoice.subscription, invoice.period_start, invoice.period_end)], catalog=catalog
@@ -179,21 +173,25 @@ def invoice_rate(
         )
         return measured.batch
 
+    carried = carried_from_previous(invoice.subscription, invoice.period_start)
     lines, balance = rate_subscription_period(
         invoice.subscription,
         invoice.period_start,
         invoice.period_end,
         usage_of=billed_usage,
-        commitment_balance_minor=commitment_balance_before(
-            invoice.subscription, invoice.period_start
-        ),
+        commitment_balance_minor=carried.commitment_balance_minor,
         catalog=catalog,
     )
     if not fresh:
         invoice.lines.all().delete()
         invoice.usage_checks.all().delete()
     late_through = now - LATE_EVENTS_MARGIN
-    lines += _late_usage_lines(invoice, received_before=late_through, first_position=len(lines) + 1)
+    lines += _late_usage_lines(
+        invoice,
+        received_since=carried.late_usage_through,
+        received_before=late_through,
+        first_position=len(lines) + 1,
+    )
     for line in lines:
         line.invoice = invoice
     InvoiceLine.objects.bulk_create(lines)
@@ -243,7 +241,7 @@ def period_close(
     pass the ``subscription`` it loaded (with ``_subscriptions_to_close``) for the same
     reason. The claim below decides anyway, so a stale copy cannot bill twice."""
     now = now or timezone.now()
-    catalog = {} if catalog is None else catalog
+    catalog = catalog or Catalog()
     if subscription is None or subscription.pk != subscription_id:
         subscription = _subscriptions_to_close().filter(pk=subscription_id).first()
     if subscription is None or subscription.current_period_end is None:
@@ -305,7 +303,7 @@ def periods_close_due(*, now: datetime | None = None) -> int:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    catalog: Catalog = {}
+    catalog = Catalog()
     closed = 0
     for offset in range(0, len(due), CLOSE_CHUNK):
         chunk = list(_subscriptions_to_close().filter(pk__in=due[offset : offset + CLOSE_CHUNK]))
@@ -353,7 +351,7 @@ def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = N
     hold commits before the refusal is raised.
     """
     invoice = Invoice.objects.select_related("subscription", "customer").get(pk=invoice.pk)
-    catalog: Catalog = {}
+    catalog = Catalog()
     figures = None
     if invoice.subscription is not None and invoice.is_editable:
         subscription = _subscriptions_to_close().get(pk=invoice.subscription_id)
