@@ -344,16 +344,23 @@ def document_number(series: str, now: datetime) -> tuple[int, int, str]:
     return year, seq, f"{series}-{year}-{seq:06d}"
 
 
-def invoice_finalize(*, actor: Actor, invoice: Invoice, now: datetime | None = None) -> Invoice:
+def invoice_finalize(
+    *,
+    actor: Actor,
+    invoice: Invoice,
+    now: datetime | None = None,
+    catalog: Catalog | None = None,
+    figures: dict[WindowKey, GateFigures] | None = None,
+) -> Invoice:
     """Re-rate the draft (stragglers), then number it and make it final.
 
     If re-rating finds the tracks disagreeing, the invoice is held — and stays held: the
-    hold commits before the refusal is raised.
+    hold commits before the refusal is raised. ``figures`` (from ``measure_periods``)
+    spares the usage queries when a caller measured many invoices at once.
     """
     invoice = Invoice.objects.select_related("subscription", "customer").get(pk=invoice.pk)
-    catalog = Catalog()
-    figures = None
-    if invoice.subscription is not None and invoice.is_editable:
+    catalog = catalog or Catalog()
+    if figures is None and invoice.subscription is not None and invoice.is_editable:
         subscription = _subscriptions_to_close().get(pk=invoice.subscription_id)
         figures = measure_periods(
             [(subscription, invoice.period_start, invoice.period_end)], catalog=catalog
@@ -423,18 +430,36 @@ def _finalize_or_hold(
 
 def invoices_finalize_due(*, now: datetime | None = None) -> int:
     """Finalize drafts whose grace period is over, oldest period first; each in its own
-    transaction. Held invoices wait for finance."""
+    transaction, re-rated from figures measured a chunk at a time. Held invoices wait for
+    finance."""
     now = now or timezone.now()
-    due = Invoice.objects.filter(status=Invoice.Status.DRAFT, finalize_after__lte=now).order_by(
-        "period_start", "pk"
+    due = list(
+        Invoice.objects.filter(status=Invoice.Status.DRAFT, finalize_after__lte=now)
+        .order_by("period_start", "pk")
+        .values_list("pk", "subscription_id")
     )
+    catalog = Catalog()
     finalized = 0
-    for invoice in list(due):
-        try:
-            invoice_finalize(actor=None, invoice=invoice, now=now)
-        except Conflict:
-            continue  # held by re-rating, or an earlier one is held: finance decides
-        finalized += 1
+    for offset in range(0, len(due), CLOSE_CHUNK):
+        chunk = due[offset : offset + CLOSE_CHUNK]
+        invoices = Invoice.objects.in_bulk([pk for pk, _ in chunk])
+        subscriptions = _subscriptions_to_close().in_bulk({s for _, s in chunk if s})
+        figures = measure_periods(
+            [
+                (subscriptions[i.subscription_id], i.period_start, i.period_end)
+                for i in invoices.values()
+                if i.subscription_id
+            ],
+            catalog=catalog,
+        )
+        for pk, _ in chunk:
+            try:
+                invoice_finalize(
+                    actor=None, invoice=invoices[pk], now=now, catalog=catalog, figures=figures
+                )
+            except Conflict:
+                continue  # held by re-rating, or an earlier one is held: finance decides
+            finalized += 1
     return finalized
 
 
