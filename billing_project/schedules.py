@@ -80,6 +80,12 @@ SCHEDULE: list[PeriodicEntry] = [
         every=timedelta(minutes=5),
         queue="billing",
     ),
+    PeriodicEntry(
+        name="invoicing: re-send Stripe syncs that were never enqueued",
+        task="invoicing.tasks.stripe_sync_sweep",
+        every=timedelta(minutes=10),
+        queue="billing",
+    ),
 ]
 
 
