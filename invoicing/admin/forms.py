@@ -8,10 +8,10 @@ from django import forms
 
 from accounts.errors import DomainError
 
-from .currency import format_money
-from .models import CreditNote, Interval, Invoice, Plan
-from .services import CreditRequest
-from .services.corrections import credited_by_line
+from ..currency import format_money
+from ..models import CreditNote, Interval, Invoice, Plan
+from ..services import CreditRequest
+from ..services.corrections import credited_by_line
 
 COMPONENTS_HELP = (
     "A JSON list, one object per price, e.g. "
