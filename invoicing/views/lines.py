@@ -10,7 +10,6 @@ late usage: the late ones). Voided events were never billed and are left out.
 
 import re
 from datetime import datetime
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
@@ -26,8 +25,8 @@ from accounts.roles import Ability
 from accounts.views.mixins import FORM_INVALID, wants_partial
 from metering.models import UsageEvent
 from metering.views import wants_fragment
-from metering.views.events import PAGE_SIZE, events_page, filtered_events, stream_csv
-from metering.views.forms import Cursor, EventFilterForm
+from metering.views.events import PAGE_SIZE, filtered_events, page_of_events, stream_csv
+from metering.views.forms import EventFilterForm
 
 from .. import selectors, services
 from ..forms import DisputeForm
@@ -130,26 +129,15 @@ class LineEventsView(LineEventsMixin):
         context = {"form": form, "rows": [], "page_size": PAGE_SIZE, "here": here}
         status = 200
         if form.is_valid():
-            events = line_events(form, membership=self.membership, line=self.object)
-            rows, has_newer, has_older = events_page(
-                events, after=form.cleaned_data["after"], before=form.cleaned_data["before"]
-            )
-            params = self.filter_params(form)
             kwargs = {"invoice_id": invoice_id, "line_id": line_id}
-
-            def link(**cursor) -> str:
-                return f"{here}?{urlencode({**params, **cursor})}"
-
             context.update(
-                rows=rows,
-                filtered=bool(params),
-                newest_url=link() if has_newer else None,
-                newer_url=link(before=Cursor(rows[0].timestamp, rows[0].pk)) if has_newer else None,
-                older_url=link(after=Cursor(rows[-1].timestamp, rows[-1].pk))
-                if has_older
-                else None,
-                export_url=f"{reverse('billing:line_events_export', kwargs=kwargs)}?"
-                f"{urlencode(params)}",
+                page_of_events(
+                    line_events(form, membership=self.membership, line=self.object),
+                    form,
+                    here=here,
+                    params=self.filter_params(form),
+                    export=reverse("billing:line_events_export", kwargs=kwargs),
+                )
             )
         else:
             status = FORM_INVALID

@@ -95,6 +95,28 @@ def events_page(
     return rows[:PAGE_SIZE], after is not None, len(rows) > PAGE_SIZE
 
 
+def page_of_events(
+    events: QuerySet[UsageEvent], form, *, here: str, params: dict, export: str
+) -> dict:
+    """A page of ``events`` as template context: the rows, and links to the newest,
+    newer and older pages and to the CSV export, all keeping the filters in ``params``."""
+    rows, has_newer, has_older = events_page(
+        events, after=form.cleaned_data["after"], before=form.cleaned_data["before"]
+    )
+
+    def link(**cursor) -> str:
+        return f"{here}?{urlencode({**params, **cursor})}"
+
+    return {
+        "rows": rows,
+        "filtered": bool(params),
+        "newest_url": link() if has_newer else None,
+        "newer_url": link(before=Cursor(rows[0].timestamp, rows[0].pk)) if has_newer else None,
+        "older_url": link(after=Cursor(rows[-1].timestamp, rows[-1].pk)) if has_older else None,
+        "export_url": f"{export}?{urlencode(params)}",
+    }
+
+
 def csv_copy_statement(events: QuerySet[UsageEvent]) -> tuple[str, tuple]:
     """``COPY (the filtered events, oldest first) TO STDOUT`` as CSV with a header."""
     inner = events.order_by().values_list(
@@ -167,27 +189,14 @@ class EventsView(EventsMixin):
         }
         status = 200
         if form.is_valid():
-            events = filtered_events(form, membership=self.membership)
-            rows, has_newer, has_older = events_page(
-                events,
-                after=form.cleaned_data["after"],
-                before=form.cleaned_data["before"],
-            )
-            params = form.filter_params()
-            here = reverse("usage:events")
-
-            def link(**cursor) -> str:
-                return f"{here}?{urlencode({**params, **cursor})}"
-
             context.update(
-                rows=rows,
-                filtered=bool(params),
-                newest_url=link() if has_newer else None,
-                newer_url=link(before=Cursor(rows[0].timestamp, rows[0].pk)) if has_newer else None,
-                older_url=link(after=Cursor(rows[-1].timestamp, rows[-1].pk))
-                if has_older
-                else None,
-                export_url=f"{reverse('usage:events_export')}?{urlencode(params)}",
+                page_of_events(
+                    filtered_events(form, membership=self.membership),
+                    form,
+                    here=reverse("usage:events"),
+                    params=form.filter_params(),
+                    export=reverse("usage:events_export"),
+                )
             )
         else:
             status = FORM_INVALID
