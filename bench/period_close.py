@@ -201,6 +201,7 @@ def main() -> None:
     print(
         f"growth {small:,} -> {large:,} subscriptions: {growth:.1f}x (linear: {large / small:g}x)"
     )
+
     def label(n: int) -> str:
         return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
