@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from .models import Invoice, InvoiceLine, PlanVersion, PriceComponent, Subscription
+from django.db import connection
+
+from .models import InvoiceLine, PlanVersion, PriceComponent, Subscription
 from .periods import INTERVAL_MONTHS, period_containing, period_index_at, proration_fraction
 from .pricing import period_pricing
 from .rating import PeriodPricing, rate_period
@@ -90,17 +92,31 @@ class Carried:
     late_usage_through: datetime | None = None  # late events received before it are carried
 
 
-def carried_from_previous(subscription: Subscription, period_start: datetime) -> Carried:
-    previous = (
-        Invoice.objects.filter(subscription=subscription, period_start__lt=period_start)
-        .exclude(status=Invoice.Status.VOID)
-        .order_by("-period_start")
-        .values_list("commitment_balance_after_minor", "late_usage_through")
-        .first()
-    )
-    if previous is None:
-        return Carried()
-    return Carried(previous[0] or 0, previous[1])
+def carried_from_previous(
+    periods: list[tuple[int, datetime]],
+) -> dict[tuple[int, datetime], Carried]:
+    """For each (subscription id, period start): what the latest invoice before that
+    period (void ones aside) hands on. One query for any number of periods."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT p.subscription_id, p.period_start,
+                   previous.commitment_balance_after_minor, previous.late_usage_through
+            FROM unnest(%s::bigint[], %s::timestamptz[]) AS p(subscription_id, period_start)
+            LEFT JOIN LATERAL (
+                SELECT i.commitment_balance_after_minor, i.late_usage_through
+                FROM invoicing_invoice i
+                WHERE i.subscription_id = p.subscription_id
+                  AND i.period_start < p.period_start AND i.status <> 'void'
+                ORDER BY i.period_start DESC LIMIT 1
+            ) AS previous ON true
+            """,
+            [[pk for pk, _ in periods], [start for _, start in periods]],
+        )
+        return {
+            (pk, start): Carried(balance or 0, late_through)
+            for pk, start, balance, late_through in cursor.fetchall()
+        }
 
 
 def _tiers_json(line) -> list[dict]:

@@ -15,16 +15,21 @@ from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from metering import selectors as metering
 from metering.models import Meter
 
-from .charges import Catalog, spans
+from .charges import Carried, Catalog, carried_from_previous, spans
 from .models import PriceComponent, Subscription
+
+# An ingest batch commits within seconds of its receive time: events received more than
+# this long before a measurement are all visible to it, so a late event is never skipped.
+LATE_EVENTS_MARGIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,33 @@ def _snapshot():
         yield
 
 
+@dataclass
+class Measured:
+    """What a run reads ahead for its periods, so closing each one is little more than
+    writes: the gate figures, what each period carries from the invoice before it, and the
+    customers' late events received before ``late_before``."""
+
+    catalog: Catalog
+    figures: dict[WindowKey, GateFigures]
+    carried: dict[tuple[int, datetime], Carried]
+    late: dict[int, list[tuple[str, datetime, datetime]]]
+    late_before: datetime
+
+
 def measure_periods(
-    periods: Iterable[tuple[Subscription, datetime, datetime]], *, catalog: Catalog
-) -> dict[WindowKey, GateFigures]:
-    """Gate figures for every usage price of every span of the given periods.
+    periods: Iterable[tuple[Subscription, datetime, datetime]],
+    *,
+    catalog: Catalog | None = None,
+    now: datetime | None = None,
+) -> Measured:
+    """Read ahead for the given periods (subscription, start, end).
 
     The subscriptions need ``customer`` loaded and their ``phases`` prefetched (with
-    ``plan_version``) for this to stay a handful of queries.
+    ``plan_version``) for this to stay a handful of queries whatever their number.
     """
+    catalog = catalog or Catalog()
+    periods = list(periods)
+    late_before = (now or timezone.now()) - LATE_EVENTS_MARGIN
     windows: dict[int, list[WindowKey]] = defaultdict(list)
     meters: dict[int, Meter] = {}
     customers = {}
@@ -83,4 +107,13 @@ def measure_periods(
             )
             for i, key in enumerate(keys):
                 figures[key] = GateFigures(batch[i], realtime[i], portal[i])
-    return figures
+        late = metering.late_events_by_customer(
+            customer_ids=list(customers), received_before=late_before
+        )
+    return Measured(
+        catalog=catalog,
+        figures=figures,
+        carried=carried_from_previous([(s.pk, start) for s, start, _ in periods]),
+        late=late,
+        late_before=late_before,
+    )

@@ -106,7 +106,9 @@ def upcoming_invoice(*, customer: Customer, now: datetime | None = None) -> Upco
             return so_far
         return Decimal(round_half_up(Fraction(so_far) * length / elapsed))
 
-    balance = carried_from_previous(subscription, start).commitment_balance_minor
+    balance = carried_from_previous([(subscription.pk, start)])[
+        (subscription.pk, start)
+    ].commitment_balance_minor
     lines, _ = rate_subscription_period(
         subscription, start, end, usage_of=usage_so_far, commitment_balance_minor=balance
     )

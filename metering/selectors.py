@@ -528,6 +528,23 @@ def late_events(
     return events.order_by("timestamp", "id")
 
 
+def late_events_by_customer(
+    *, customer_ids: list[int], received_before: datetime
+) -> dict[int, list[tuple[str, datetime, datetime]]]:
+    """``(event_name, timestamp, received_at)`` of the late events each customer received
+    before ``received_before``: one query for many customers (period close)."""
+    found: dict[int, list[tuple[str, datetime, datetime]]] = {pk: [] for pk in customer_ids}
+    events = UsageEvent.objects.filter(
+        customer_id__in=customer_ids,
+        late=True,
+        voided_at__isnull=True,
+        received_at__lt=received_before,
+    ).values_list("customer_id", "event_name", "timestamp", "received_at")
+    for customer_id, name, moment, received in events:
+        found[customer_id].append((name, moment, received))
+    return found
+
+
 def meter_list(*, include_inactive: bool = False) -> QuerySet[Meter]:
     meters = Meter.objects.all()
     return meters if include_inactive else meters.filter(is_active=True)

@@ -26,7 +26,7 @@ from accounts.services import Actor, audit_record
 from metering import selectors as metering
 from metering import services as metering_services
 
-from ..charges import Catalog, Span, carried_from_previous, rate_subscription_period
+from ..charges import Catalog, Span, rate_subscription_period
 from ..models import (
     Invoice,
     InvoiceLine,
@@ -36,7 +36,7 @@ from ..models import (
 )
 from ..pricing import usage_price
 from ..rating import rate_usage
-from ..reconciliation import GateFigures, WindowKey, measure_periods
+from ..reconciliation import Measured, measure_periods
 from .stripe_sync import invoice_stripe_sync_enqueue
 from .subscriptions import period_end_after
 
@@ -44,9 +44,6 @@ from .subscriptions import period_end_after
 FINAL_BILLED = ("open", "paid", "payment_failed", "uncollectible")
 
 
-# An ingest batch commits within seconds of its receive time: events received more than
-# this long ago are all visible, so none is skipped by the window below.
-LATE_EVENTS_MARGIN = timedelta(minutes=5)
 # Additive meters only: a late event adds to them. A late reading of a gauge or maximum
 # can lower an invoiced figure; those stay with the batch track and finance.
 LATE_ADJUSTABLE = ("count", "sum")
@@ -55,6 +52,7 @@ LATE_ADJUSTABLE = ("count", "sum")
 def _late_usage_lines(
     invoice: Invoice,
     *,
+    late: list[tuple[str, datetime, datetime]],
     received_since: datetime | None,
     received_before: datetime,
     first_position: int,
@@ -66,10 +64,11 @@ def _late_usage_lines(
     included) minus what it and its earlier adjustments billed, rated with the line's own
     price: exact, and nothing is carried twice whatever the window.
     """
-    late = metering.late_events(customer=invoice.customer, received_since=received_since).filter(
-        received_at__lt=received_before
-    )
-    touched = set(late.values_list("event_name", "timestamp"))
+    touched = {
+        (name, moment)
+        for name, moment, received in late
+        if received_since is None or received >= received_since
+    }
     if not touched:
         return []
     earlier = (
@@ -99,7 +98,7 @@ def _late_usage_lines(
             late_received_before=received_before,
         )
         adjusted = line.adjustments.filter(invoice__status__in=FINAL_BILLED).exclude(
-            invoice=invoice
+            invoice_id=invoice.pk
         )
         billed = line.quantity + sum((a.quantity for a in adjusted), Decimal(0))
         if known == billed:
@@ -130,72 +129,61 @@ def _late_usage_lines(
 
 
 def invoice_rate(
-    invoice: Invoice,
-    *,
-    now: datetime | None = None,
-    catalog: Catalog | None = None,
-    figures: dict[WindowKey, GateFigures] | None = None,
+    invoice: Invoice, *, now: datetime | None = None, measured: Measured | None = None
 ) -> bool:
-    """(Re)build a draft's lines and its reconciliation evidence; returns True when the
-    gate holds it. The caller holds the invoice row locked."""
+    """(Re)build a draft's lines and its reconciliation evidence, and save it (a new
+    draft is inserted once, complete); returns True when the gate holds it. The caller
+    holds the invoice row locked. ``measured`` comes from ``measure_periods`` when the
+    caller read ahead for many periods."""
     if not invoice.is_editable:
         raise Conflict(f"Invoice {invoice} is finalized.", code="invoice_finalized")
     customer = invoice.customer
-    fresh = invoice.rated_at is None
+    subscription = invoice.subscription
+    fresh = invoice.pk is None
     released_figures = (
         {}
         if fresh
         else {(c.meter_id, c.period_start): c.batch_quantity for c in invoice.usage_checks.all()}
     )
     now = now or timezone.now()
-    checks: list[InvoiceUsageCheck] = []
-
-    catalog = catalog or Catalog()
-    if figures is None:
-        figures = measure_periods(
-            [(invoice.subscription, invoice.period_start, invoice.period_end)], catalog=catalog
+    if measured is None:
+        measured = measure_periods(
+            [(subscription, invoice.period_start, invoice.period_end)], now=now
         )
+    checks: list[InvoiceUsageCheck] = []
 
     def billed_usage(component: PriceComponent, span: Span) -> Decimal:
         """The batch track's figure, with the real-time and portal ones kept beside it."""
-        measured = figures[(customer.pk, component.meter_id, span.start, span.end)]
+        figures = measured.figures[(customer.pk, component.meter_id, span.start, span.end)]
         checks.append(
             InvoiceUsageCheck(
-                invoice=invoice,
                 meter=component.meter,
                 period_start=span.start,
                 period_end=span.end,
-                batch_quantity=measured.batch,
-                realtime_quantity=measured.realtime,
-                portal_quantity=measured.portal,
+                batch_quantity=figures.batch,
+                realtime_quantity=figures.realtime,
+                portal_quantity=figures.portal,
                 checked_at=now,
             )
         )
-        return measured.batch
+        return figures.batch
 
-    carried = carried_from_previous(invoice.subscription, invoice.period_start)
+    carried = measured.carried[(subscription.pk, invoice.period_start)]
     lines, balance = rate_subscription_period(
-        invoice.subscription,
+        subscription,
         invoice.period_start,
         invoice.period_end,
         usage_of=billed_usage,
         commitment_balance_minor=carried.commitment_balance_minor,
-        catalog=catalog,
+        catalog=measured.catalog,
     )
-    if not fresh:
-        invoice.lines.all().delete()
-        invoice.usage_checks.all().delete()
-    late_through = now - LATE_EVENTS_MARGIN
     lines += _late_usage_lines(
         invoice,
+        late=measured.late.get(customer.pk, []),
         received_since=carried.late_usage_through,
-        received_before=late_through,
+        received_before=measured.late_before,
         first_position=len(lines) + 1,
     )
-    for line in lines:
-        line.invoice = invoice
-    InvoiceLine.objects.bulk_create(lines)
-    InvoiceUsageCheck.objects.bulk_create(checks)
 
     mismatched = [c for c in checks if not c.matches]
     if invoice.released_at is not None:
@@ -214,10 +202,17 @@ def invoice_rate(
     invoice.subtotal_minor = sum(line.amount_minor for line in lines if line.kind in charges)
     invoice.total_minor = sum(line.amount_minor for line in lines)
     invoice.commitment_balance_after_minor = balance
-    invoice.late_usage_through = late_through
+    invoice.late_usage_through = measured.late_before
     invoice.rated_at = now
     invoice.status = Invoice.Status.HELD if mismatched else Invoice.Status.DRAFT
+    if not fresh:
+        invoice.lines.all().delete()
+        invoice.usage_checks.all().delete()
     invoice.save()
+    for part in (*lines, *checks):
+        part.invoice = invoice
+    InvoiceLine.objects.bulk_create(lines)
+    InvoiceUsageCheck.objects.bulk_create(checks)
     return bool(mismatched)
 
 
@@ -231,17 +226,15 @@ def period_close(
     *,
     subscription_id: int,
     now: datetime | None = None,
-    catalog: Catalog | None = None,
-    figures: dict[WindowKey, GateFigures] | None = None,
+    measured: Measured | None = None,
     subscription: Subscription | None = None,
 ) -> Invoice | None:
     """Close the subscription's current period if it has ended; None if there was nothing
-    to close or another worker closed it first. ``figures`` (from ``measure_periods``)
-    spares the usage queries when a caller measured many periods at once; the caller may
-    pass the ``subscription`` it loaded (with ``_subscriptions_to_close``) for the same
-    reason. The claim below decides anyway, so a stale copy cannot bill twice."""
+    to close or another worker closed it first. A caller closing many periods passes what
+    it read ahead (``measured``, from ``measure_periods``) and the ``subscription`` it
+    loaded with ``_subscriptions_to_close``; the claim below decides anyway, so a stale
+    copy can never bill twice."""
     now = now or timezone.now()
-    catalog = catalog or Catalog()
     if subscription is None or subscription.pk != subscription_id:
         subscription = _subscriptions_to_close().filter(pk=subscription_id).first()
     if subscription is None or subscription.current_period_end is None:
@@ -249,8 +242,8 @@ def period_close(
     start, end = subscription.billed_through, subscription.current_period_end
     if end > now:
         return None
-    if figures is None:
-        figures = measure_periods([(subscription, start, end)], catalog=catalog)
+    if measured is None:
+        measured = measure_periods([(subscription, start, end)], now=now)
     with transaction.atomic():
         subscription.billed_through = end
         next_end = period_end_after(subscription, end)
@@ -266,7 +259,7 @@ def period_close(
         if not claimed:
             return None
         subscription.current_period_end = next_end
-        invoice = Invoice.objects.create(
+        invoice = Invoice(
             customer=subscription.customer,
             subscription=subscription,
             currency=subscription.plan_version.plan.currency,
@@ -274,7 +267,7 @@ def period_close(
             period_end=end,
             finalize_after=now + timedelta(minutes=settings.INVOICING_FINALIZE_GRACE_MINUTES),
         )
-        held = invoice_rate(invoice, now=now, catalog=catalog, figures=figures)
+        held = invoice_rate(invoice, now=now, measured=measured)
         audit_record(
             actor=None,
             action="invoice.drafted",
@@ -290,7 +283,7 @@ def period_close(
     return invoice
 
 
-# Periods measured together: one usage query per meter for the whole chunk.
+# Periods read ahead together: a few usage queries per meter for the whole chunk.
 CLOSE_CHUNK = 500
 
 
@@ -307,15 +300,14 @@ def periods_close_due(*, now: datetime | None = None) -> int:
     closed = 0
     for offset in range(0, len(due), CLOSE_CHUNK):
         chunk = list(_subscriptions_to_close().filter(pk__in=due[offset : offset + CLOSE_CHUNK]))
-        figures = measure_periods(
-            [(s, s.billed_through, s.current_period_end) for s in chunk], catalog=catalog
+        measured = measure_periods(
+            [(s, s.billed_through, s.current_period_end) for s in chunk], catalog=catalog, now=now
         )
         for subscription in chunk:
             invoice = period_close(
                 subscription_id=subscription.pk,
                 now=now,
-                catalog=catalog,
-                figures=figures,
+                measured=measured,
                 subscription=subscription,
             )
             closed += invoice is not None
@@ -349,25 +341,22 @@ def invoice_finalize(
     actor: Actor,
     invoice: Invoice,
     now: datetime | None = None,
-    catalog: Catalog | None = None,
-    figures: dict[WindowKey, GateFigures] | None = None,
+    measured: Measured | None = None,
 ) -> Invoice:
     """Re-rate the draft (stragglers), then number it and make it final.
 
     If re-rating finds the tracks disagreeing, the invoice is held — and stays held: the
-    hold commits before the refusal is raised. ``figures`` (from ``measure_periods``)
-    spares the usage queries when a caller measured many invoices at once.
+    hold commits before the refusal is raised. ``measured`` (from ``measure_periods``)
+    spares the usage queries when a caller read ahead for many invoices.
     """
+    now = now or timezone.now()
     invoice = Invoice.objects.select_related("subscription", "customer").get(pk=invoice.pk)
-    catalog = catalog or Catalog()
-    if figures is None and invoice.subscription is not None and invoice.is_editable:
+    if measured is None and invoice.subscription is not None and invoice.is_editable:
         subscription = _subscriptions_to_close().get(pk=invoice.subscription_id)
-        figures = measure_periods(
-            [(subscription, invoice.period_start, invoice.period_end)], catalog=catalog
+        measured = measure_periods(
+            [(subscription, invoice.period_start, invoice.period_end)], now=now
         )
-    invoice, held = _finalize_or_hold(
-        actor=actor, invoice=invoice, now=now or timezone.now(), figures=figures, catalog=catalog
-    )
+    invoice, held = _finalize_or_hold(actor=actor, invoice=invoice, now=now, measured=measured)
     if held:
         raise Conflict(
             "Re-rating found usage figures that disagree: the invoice is now held.",
@@ -382,8 +371,7 @@ def _finalize_or_hold(
     actor: Actor,
     invoice: Invoice,
     now: datetime,
-    figures: dict[WindowKey, GateFigures] | None,
-    catalog: Catalog,
+    measured: Measured | None,
 ) -> tuple[Invoice, bool]:
     invoice = (
         Invoice.objects.select_for_update(of=("self",))
@@ -407,7 +395,7 @@ def _finalize_or_hold(
             "An earlier invoice of this subscription is not final yet: finalize it first.",
             code="earlier_invoice_open",
         )
-    if invoice_rate(invoice, now=now, figures=figures, catalog=catalog):
+    if invoice_rate(invoice, now=now, measured=measured):
         return invoice, True
     invoice.number_year, invoice.number_seq, invoice.number = document_number("INV", now)
     invoice.status = Invoice.Status.OPEN
@@ -444,19 +432,18 @@ def invoices_finalize_due(*, now: datetime | None = None) -> int:
         chunk = due[offset : offset + CLOSE_CHUNK]
         invoices = Invoice.objects.in_bulk([pk for pk, _ in chunk])
         subscriptions = _subscriptions_to_close().in_bulk({s for _, s in chunk if s})
-        figures = measure_periods(
+        measured = measure_periods(
             [
                 (subscriptions[i.subscription_id], i.period_start, i.period_end)
                 for i in invoices.values()
                 if i.subscription_id
             ],
             catalog=catalog,
+            now=now,
         )
         for pk, _ in chunk:
             try:
-                invoice_finalize(
-                    actor=None, invoice=invoices[pk], now=now, catalog=catalog, figures=figures
-                )
+                invoice_finalize(actor=None, invoice=invoices[pk], now=now, measured=measured)
             except Conflict:
                 continue  # held by re-rating, or an earlier one is held: finance decides
             finalized += 1
