@@ -30,6 +30,17 @@ _AGGREGATE = {
     Meter.Aggregation.MAX: "max(value_max)",
 }
 
+# Raw events as one part per window, in the rollups' columns (for plain totals).
+_RAW_TOTALS_SELECT = """
+    SELECT customer_id, NULL::timestamptz AS hour, NULL::text[] AS dimensions,
+           count(*) AS event_count, sum(value) AS value_sum, max(value) AS value_max,
+           NULL::numeric AS latest_value, NULL::timestamptz AS latest_at,
+           NULL::bigint AS latest_event_id
+    FROM measured
+    WHERE aggregation = 'count' OR value IS NOT NULL
+    GROUP BY customer_id
+"""
+
 _ROLLUP_PART_COLUMNS = (
     "hour, dimensions, event_count, value_sum, value_max, latest_value, latest_at, latest_event_id"
 )
@@ -208,13 +219,23 @@ def _measure(
             FROM parts WHERE {condition} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         """
     else:
+        raw_parts = sql.ROLLUP_SELECT
+        if (
+            granularity is None
+            and group_by is None
+            and not where
+            and meter.aggregation in _AGGREGATE
+        ):
+            # A plain total of an additive or max meter needs no hours or dimensions from
+            # the raw events: one row per window (the batch track reads every event raw).
+            raw_parts = _RAW_TOTALS_SELECT
         parts = f"""
             WITH parts AS (
                 SELECT w.idx, {", ".join("r." + c for c in _ROLLUP_PART_COLUMNS.split(", "))}
                 {rolled_up.format(table="metering_usagerollup")}
                 UNION ALL
                 SELECT customer_id, {_ROLLUP_PART_COLUMNS}
-                FROM (WITH measured_raw AS ({measured}) {sql.ROLLUP_SELECT}) AS edges
+                FROM (WITH measured_raw AS ({measured}) {raw_parts}) AS edges
             )
         """
         if meter.aggregation == Meter.Aggregation.LATEST:
