@@ -7,8 +7,9 @@
 All three are read in one snapshot (a read-only, repeatable-read transaction when the
 caller is not already inside one), so an event landing mid-measurement cannot make the
 tracks look apart. For many periods the figures come from a few queries per meter
-(``metering.selectors.usage_totals``, and ``usage_as_displayed_many`` which buckets days
-in each customer's time zone the way the dashboard does).
+(``metering.selectors.usage_totals`` for the batch track, and
+``usage_realtime_and_displayed``, which buckets days in each customer's time zone the way
+the dashboard does).
 """
 
 from collections import defaultdict
@@ -99,14 +100,13 @@ def measure_periods(
             meter = meters[meter_id]
             usage_windows = [metering.UsageWindow(c, start, end) for c, _, start, end in keys]
             batch = metering.usage_totals(meter=meter, windows=usage_windows, track="batch")
-            realtime = metering.usage_totals(meter=meter, windows=usage_windows)
-            portal = metering.usage_as_displayed_many(
+            realtime_and_portal = metering.usage_realtime_and_displayed(
                 meter=meter,
                 windows=usage_windows,
                 zones=[customers[customer_id].timezone for customer_id, *_ in keys],
             )
             for i, key in enumerate(keys):
-                figures[key] = GateFigures(batch[i], realtime[i], portal[i])
+                figures[key] = GateFigures(batch[i], *realtime_and_portal[i])
         late = metering.late_events_by_customer(
             customer_ids=list(customers), received_before=late_before
         )

@@ -161,8 +161,12 @@ def _measure(
     split_hours: list[datetime] = (),
     track: str = "realtime",
     late_received_before: datetime | None = None,
+    with_totals: bool = False,
 ) -> list[tuple[int, datetime | None, str | None, Decimal | None]]:
-    """Rows ``(window number, bucket, group, value)``: one query for every window."""
+    """Rows ``(window number, bucket, group, value)``: one query for every window.
+
+    ``with_totals`` (count, sum and max meters, with a granularity) adds each window's
+    total as a row whose bucket is None, summed from the same parts as its buckets."""
     dimensions = list(meter.group_by)
     params = _window_params(windows, track=track, split_hours=list(split_hours))
     params.update(
@@ -251,13 +255,22 @@ def _measure(
         else:
             # Collapse dimensions per hour first: the time-zone bucketing then runs on at
             # most one row per hour instead of one per hour and dimension combination.
+            aggregate = f"{_AGGREGATE[meter.aggregation]}::numeric"
+            totals = (
+                f"UNION ALL SELECT idx, NULL::timestamptz, grp, {aggregate} "
+                "FROM hourly GROUP BY 1, 3"
+                if with_totals
+                else ""
+            )
             query = f"""{parts}, hourly AS (
                     SELECT idx, hour, {group} AS grp, sum(event_count) AS event_count,
                            sum(value_sum) AS value_sum, max(value_max) AS value_max
                     FROM parts WHERE {condition} GROUP BY 1, 2, 3
                 )
-                SELECT idx, {bucket} AS bucket, grp, {_AGGREGATE[meter.aggregation]}::numeric
-                FROM hourly GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                SELECT idx, {bucket} AS bucket, grp, {aggregate}
+                FROM hourly GROUP BY 1, 2, 3
+                {totals}
+                ORDER BY 1, 2, 3
             """
     with connection.cursor() as cursor:
         cursor.execute(query, params)
@@ -434,21 +447,25 @@ def usage_as_displayed(
     meters the sum of its daily bars (bucketed in the customer's time zone), otherwise the
     period total. Period close checks it against the billed figure, so a charting or
     bucketing bug cannot show a customer something other than what they pay for."""
-    return usage_as_displayed_many(
+    return usage_realtime_and_displayed(
         meter=meter, windows=[UsageWindow(customer.pk, start, end)], zones=[customer.timezone]
-    )[0]
+    )[0][1]
 
 
-def usage_as_displayed_many(
+def usage_realtime_and_displayed(
     *, meter: Meter, windows: list[UsageWindow], zones: list[str]
-) -> list[Decimal]:
-    """``usage_as_displayed`` of every window (``zones``: each window's customer's time
-    zone), with one daily-series query per time zone instead of one per window."""
-    if meter.aggregation not in (Meter.Aggregation.COUNT, Meter.Aggregation.SUM):
-        return usage_totals(meter=meter, windows=windows)
+) -> list[tuple[Decimal, Decimal]]:
+    """For every window (``zones``: each window's customer's time zone): its real-time
+    total and its figure as the dashboard shows it (``usage_as_displayed``). One query per
+    time zone: for count and sum meters the daily bars and the total are summed from the
+    same parts, so only the day bucketing separates them — which is what is checked."""
     if len(zones) != len(windows):
         raise ValueError("one time zone per window")
+    if meter.aggregation not in (Meter.Aggregation.COUNT, Meter.Aggregation.SUM):
+        totals = usage_totals(meter=meter, windows=windows)
+        return list(zip(totals, totals, strict=True))
     totals = [Decimal(0)] * len(windows)
+    displayed = [Decimal(0)] * len(windows)
     by_zone: dict[str, list[int]] = {}
     for i, zone in enumerate(zones):
         by_zone.setdefault(zone, []).append(i)
@@ -476,10 +493,18 @@ def usage_as_displayed_many(
                 zone=zone,
                 granularity="day",
                 split_hours=split_hours,
+                with_totals=True,
             )
-            for idx, _, _, value in rows:
-                totals[group[idx - 1]] += value or Decimal(0)
-    return [_normalize(total) or Decimal(0) for total in totals]
+            for idx, bucket, _, value in rows:
+                position = group[idx - 1]
+                if bucket is None:
+                    totals[position] += value or Decimal(0)
+                else:
+                    displayed[position] += value or Decimal(0)
+    return [
+        (_normalize(total) or Decimal(0), _normalize(shown) or Decimal(0))
+        for total, shown in zip(totals, displayed, strict=True)
+    ]
 
 
 def usage_breakdown(

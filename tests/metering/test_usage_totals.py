@@ -9,7 +9,7 @@ from metering.ingest import events_ingest
 from metering.selectors import (
     UsageWindow,
     usage_as_displayed,
-    usage_as_displayed_many,
+    usage_realtime_and_displayed,
     usage_series,
     usage_total,
     usage_totals,
@@ -94,7 +94,7 @@ def test_usage_totals_refuses_empty_windows_and_late_events_outside_the_batch_tr
         )
 
 
-def test_usage_as_displayed_many_equals_one_per_window_across_time_zones(meters):
+def test_realtime_and_displayed_figures_equal_one_window_at_a_time_across_time_zones(meters):
     # Berlin, Kolkata (:30 offset: cut hours at its midnights) and New York customers.
     zones = ["Europe/Berlin", "Asia/Kolkata", "America/New_York"]
     customers = [CustomerFactory(timezone=zone) for zone in zones]
@@ -119,9 +119,15 @@ def test_usage_as_displayed_many_equals_one_per_window_across_time_zones(meters)
             )
             for w in windows
         ]
-        assert usage_as_displayed_many(meter=meter, windows=windows, zones=window_zones) == expected
+        both = usage_realtime_and_displayed(meter=meter, windows=windows, zones=window_zones)
+        assert [shown for _, shown in both] == expected
+        assert [total for total, _ in both] == [
+            usage_totals(meter=meter, windows=[w])[0] for w in windows
+        ]
     calls = meters[0]
-    assert usage_as_displayed_many(meter=calls, windows=windows, zones=window_zones)[0] == sum(
+    assert usage_realtime_and_displayed(meter=calls, windows=windows, zones=window_zones)[0][
+        1
+    ] == sum(
         p.value
         for p in usage_series(
             customer=customers[0], meter=calls, start=windows[0].start, end=windows[0].end
