@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="100k then 1M events")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
     if args.quick:
         args.small, args.large = 100_000, 1_000_000
@@ -186,7 +187,8 @@ def main() -> None:
                 f"  {name:<7} p50 {percentile(values, 0.5) * 1000:6.2f} ms   "
                 f"p99 {percentile(values, 0.99) * 1000:6.2f} ms   ({len(values)} queries)"
             )
-    drop_database(url)
+    if not args.keep:
+        drop_database(url)
     small, large = list(results)
     worst = {
         label: max(percentile(v, 0.99) for v in t.values()) * 1000 for label, t in results.items()

@@ -89,16 +89,30 @@ class UsageWindow:
     end: datetime
 
 
-def _raw_source(*, with_late: bool) -> str:
+def _raw_source(*, with_late: bool, ranges: int | None) -> str:
     """Raw events of the ranges in %(r_*)s (edges, cut hours; whole windows in the batch
     track), late ones too when asked (if received before %(late_received_before)s).
 
     The window's number rides in the ``customer_id`` column: ``MEASURED`` and
     ``ROLLUP_SELECT`` pass it through and group by it, so one query measures many windows.
+    One window (``ranges``: how many it has) is bound as plain values instead of arrays:
+    the planner then prunes the monthly partitions and sizes its plan for one customer,
+    which keeps a single usage query flat as the event store grows.
     """
     late = (
         "(NOT ev.late OR ev.received_at < %(late_received_before)s)" if with_late else "NOT ev.late"
     )
+    condition = f"ev.event_name = %(meter_code)s AND ev.voided_at IS NULL AND {late}"
+    if ranges is not None:
+        in_ranges = " OR ".join(
+            f'(ev."timestamp" >= %(r_start_{i})s AND ev."timestamp" < %(r_end_{i})s)'
+            for i in range(ranges)
+        )
+        return (
+            '(SELECT ev.id, 1::bigint AS customer_id, ev.event_name, ev."timestamp", '
+            "ev.properties FROM metering_usageevent ev "
+            f"WHERE ev.customer_id = %(w_customer)s AND ({in_ranges or 'false'}) AND {condition})"
+        )
     return (
         '(SELECT ev.id, rr.idx AS customer_id, ev.event_name, ev."timestamp", ev.properties '
         "FROM unnest(%(r_idx)s::bigint[], %(r_customers)s::bigint[], "
@@ -106,18 +120,25 @@ def _raw_source(*, with_late: bool) -> str:
         "AS rr(idx, customer_id, start_at, end_at) "
         "JOIN metering_usageevent ev ON ev.customer_id = rr.customer_id "
         'AND ev."timestamp" >= rr.start_at AND ev."timestamp" < rr.end_at '
-        f"WHERE ev.event_name = %(meter_code)s AND ev.voided_at IS NULL AND {late})"
+        # The span of all ranges as plain values: partitions outside it are pruned when
+        # planning (from the join alone PostgreSQL would probe every month's partition).
+        f'WHERE ev."timestamp" >= %(r_first)s AND ev."timestamp" < %(r_last)s AND {condition})'
     )
 
 
-# The windows' whole hours, served by the rollups (cut hours aside).
-_WINDOWS = (
-    "unnest(%(w_customers)s::bigint[], %(w_full_starts)s::timestamptz[], "
-    "%(w_full_ends)s::timestamptz[]) WITH ORDINALITY AS w(customer_id, full_start, full_end, idx)"
-)
+# The windows' whole hours, served by the rollups (cut hours aside); one window as values.
 _ROLLED_UP = """
-    FROM {_WINDOWS} JOIN {table} r ON r.customer_id = w.customer_id
+    FROM unnest(%(w_customers)s::bigint[], %(w_full_starts)s::timestamptz[],
+                %(w_full_ends)s::timestamptz[])
+         WITH ORDINALITY AS w(customer_id, full_start, full_end, idx)
+    JOIN {table} r ON r.customer_id = w.customer_id
     WHERE r.meter_id = %(meter_id)s AND r.hour >= w.full_start AND r.hour < w.full_end
+      AND r.hour <> ALL(%(split_hours)s::timestamptz[])
+"""
+_ROLLED_UP_ONE = """
+    FROM {table} r CROSS JOIN (SELECT 1::bigint AS idx) AS w
+    WHERE r.customer_id = %(w_customer)s AND r.meter_id = %(meter_id)s
+      AND r.hour >= %(w_full_start)s AND r.hour < %(w_full_end)s
       AND r.hour <> ALL(%(split_hours)s::timestamptz[])
 """
 
@@ -147,6 +168,16 @@ def _window_params(windows, *, track: str, split_hours: list[datetime]) -> dict:
             params["r_customers"].append(window.customer_id)
             params["r_starts"].append(range_start)
             params["r_ends"].append(range_end)
+    params["r_first"] = min(params["r_starts"], default=None)
+    params["r_last"] = max(params["r_ends"], default=None)
+    if len(windows) == 1:
+        params["w_customer"] = params["w_customers"][0]
+        params["w_full_start"] = params["w_full_starts"][0]
+        params["w_full_end"] = params["w_full_ends"][0]
+        for i, (range_start, range_end) in enumerate(
+            zip(params["r_starts"], params["r_ends"], strict=True)
+        ):
+            params[f"r_start_{i}"], params[f"r_end_{i}"] = range_start, range_end
     return params
 
 
@@ -181,8 +212,12 @@ def _measure(
     )
     # Raw rows keep their minute instead of their hour, so they fall in the right bucket
     # even where a bucket boundary cuts an hour. (Used as the body of a CTE "measured_raw".)
+    single = len(windows) == 1
     measured = sql.MEASURED.format(
-        source=_raw_source(with_late=late_received_before is not None),
+        source=_raw_source(
+            with_late=late_received_before is not None,
+            ranges=len(params["r_starts"]) if single else None,
+        ),
         meter_filter="AND m.id = %(meter_id)s",
     ) + (
         "), measured AS ("
@@ -190,7 +225,7 @@ def _measure(
         'date_trunc(\'minute\', "timestamp") AS hour, dimensions, "timestamp", value, '
         "unique_value FROM measured_raw"
     )
-    rolled_up = _ROLLED_UP.replace("{_WINDOWS}", _WINDOWS)
+    rolled_up = _ROLLED_UP_ONE if single else _ROLLED_UP
 
     # Buckets are instants, not local wall times: in a DST fall-back the two 01:00 hours
     # are two buckets. An hour bucket starts where the local hour does (its minutes into
