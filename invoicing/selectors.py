@@ -12,7 +12,7 @@ from accounts.models import Customer
 from accounts.tenancy import principal_customer_id, scoped
 from metering import selectors as metering
 
-from .charges import Span, carried_from_previous, rate_subscription_period
+from .charges import Catalog, Span, carried_from_previous, rate_subscription_period
 from .currency import round_half_up
 from .models import (
     CreditNote,
@@ -109,11 +109,22 @@ def upcoming_invoice(*, customer: Customer, now: datetime | None = None) -> Upco
     balance = carried_from_previous([(subscription.pk, start)])[
         (subscription.pk, start)
     ].commitment_balance_minor
+    catalog = Catalog()  # both ratings read the plan's prices once
     lines, _ = rate_subscription_period(
-        subscription, start, end, usage_of=usage_so_far, commitment_balance_minor=balance
+        subscription,
+        start,
+        end,
+        usage_of=usage_so_far,
+        commitment_balance_minor=balance,
+        catalog=catalog,
     )
     projected_lines, _ = rate_subscription_period(
-        subscription, start, end, usage_of=projected, commitment_balance_minor=balance
+        subscription,
+        start,
+        end,
+        usage_of=projected,
+        commitment_balance_minor=balance,
+        catalog=catalog,
     )
     return UpcomingInvoice(
         subscription=subscription,
