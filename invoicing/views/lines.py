@@ -35,7 +35,7 @@ from . import LineObjectView
 from .display import EVENT_KINDS, line_row
 
 PAGE = "invoicing/line_events.html"
-PANEL = "invoicing/_line_events_panel.html"
+PANEL = "metering/_events_panel.html"
 DISPUTE_PAGE = "invoicing/dispute.html"
 DISPUTE = "invoicing/_line_dispute.html"
 FLASH = "accounts/_flash.html"
@@ -115,6 +115,28 @@ class LineEventsMixin(LineView):
         kwargs = {"invoice_id": self.object.invoice_id, "line_id": self.object.pk}
         return reverse("billing:line_events", kwargs=kwargs)
 
+    def panel_context(self, form: EventFilterForm) -> dict:
+        """The Events page's panel, narrowed to this line's events."""
+        late = self.object.kind == InvoiceLine.Kind.LATE_USAGE
+        return {
+            "form": form,
+            "rows": [],
+            "page_size": PAGE_SIZE,
+            "here": self.events_url(),
+            "panel_id": "line-events-panel",
+            "filter_label": "Filter the line's events",
+            "grid_class": "line-filter-grid",
+            "hide_meter_filter": True,
+            "hide_status": True,
+            "all_title": "All events of this line",
+            "panel_note": "Late events: they arrived after their period was invoiced."
+            if late
+            else "Events that arrived after the invoice was final are billed as "
+            "adjustments on a later invoice, not here.",
+            "no_match_text": "No events of this line match these filters.",
+            "empty_text": "This line counted no events.",
+        }
+
     @staticmethod
     def filter_params(form: EventFilterForm) -> dict[str, str]:
         params = form.filter_params()
@@ -125,8 +147,7 @@ class LineEventsMixin(LineView):
 class LineEventsView(LineEventsMixin):
     def get(self, request, invoice_id, line_id):
         form = self.filter_form()
-        here = self.events_url()
-        context = {"form": form, "rows": [], "page_size": PAGE_SIZE, "here": here}
+        context = self.panel_context(form)
         status = 200
         if form.is_valid():
             kwargs = {"invoice_id": invoice_id, "line_id": line_id}
@@ -134,7 +155,7 @@ class LineEventsView(LineEventsMixin):
                 page_of_events(
                     line_events(form, membership=self.membership, line=self.object),
                     form,
-                    here=here,
+                    here=context["here"],
                     params=self.filter_params(form),
                     export=reverse("billing:line_events_export", kwargs=kwargs),
                 )
@@ -150,13 +171,7 @@ class LineEventsExportView(LineEventsMixin):
     def get(self, request, invoice_id, line_id):
         form = self.filter_form()
         if not form.is_valid():
-            context = {
-                **self.line_context(),
-                "form": form,
-                "rows": [],
-                "page_size": PAGE_SIZE,
-                "here": self.events_url(),
-            }
+            context = {**self.line_context(), **self.panel_context(form)}
             return self.render(PAGE, context, status=FORM_INVALID)
         line = self.object
         events = line_events(form, membership=self.membership, line=line)

@@ -181,11 +181,13 @@ class EventsMixin(PortalView):
 class EventsView(EventsMixin):
     def get(self, request):
         form = self.filter_form()
+        here = reverse("usage:events")
         context = {
             "form": form,
             "customer_tz": self.customer.timezone,
             "rows": [],
             "page_size": PAGE_SIZE,
+            "here": here,
         }
         status = 200
         if form.is_valid():
@@ -193,7 +195,7 @@ class EventsView(EventsMixin):
                 page_of_events(
                     filtered_events(form, membership=self.membership),
                     form,
-                    here=reverse("usage:events"),
+                    here=here,
                     params=form.filter_params(),
                     export=reverse("usage:events_export"),
                 )
@@ -209,7 +211,12 @@ class EventsExportView(EventsMixin):
     def get(self, request):
         form = self.filter_form()
         if not form.is_valid():
-            context = {"form": form, "customer_tz": self.customer.timezone, "rows": []}
+            context = {
+                "form": form,
+                "customer_tz": self.customer.timezone,
+                "rows": [],
+                "here": reverse("usage:events"),
+            }
             return self.render(PAGE, context, status=FORM_INVALID)
         events = filtered_events(form, membership=self.membership)
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
