@@ -30,3 +30,31 @@ class HasApiKey(permissions.BasePermission):
         if scope and scope not in key.scopes:
             raise InsufficientScope(f"This API key lacks the {scope} scope.")
         return True
+
+
+class OperatorKeyRequired(exceptions.PermissionDenied):
+    default_code = "operator_key_required"
+
+
+class OperatorOnlyMethods(permissions.BasePermission):
+    """Methods in ``view.operator_methods`` act vendor-wide (send anyone's events, define
+    meters, publish plans): a customer key is refused whatever scopes it holds."""
+
+    def has_permission(self, request, view):
+        if request.method in getattr(view, "operator_methods", ()) and not request.auth.is_operator:
+            raise OperatorKeyRequired("Only an operator key may do this.")
+        return True
+
+
+class OperatorOnlyObjectMethods(permissions.BasePermission):
+    """Methods in ``view.operator_object_methods`` act on a tenant's object as the vendor
+    (credit, void, cancel): checked once the object is found, so another tenant's object
+    is a 404 first, and a customer key's own object a 403 ``operator_key_required``."""
+
+    def has_object_permission(self, request, view, obj):
+        if (
+            request.method in getattr(view, "operator_object_methods", ())
+            and not request.auth.is_operator
+        ):
+            raise OperatorKeyRequired("Only an operator key may do this.")
+        return True

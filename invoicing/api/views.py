@@ -12,9 +12,10 @@ from django.db.models import IntegerField, OuterRef, Prefetch, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, status
+from rest_framework import status
 from rest_framework.response import Response
 
+from accounts.api.permissions import OperatorOnlyMethods, OperatorOnlyObjectMethods
 from accounts.api.schema import responses
 from accounts.api.views import BaseApi
 from accounts.errors import InvalidInput, NotFound
@@ -31,7 +32,6 @@ from invoicing.models import (
     Subscription,
     SubscriptionPhase,
 )
-from metering.api.views import OperatorKeyRequired, OperatorOnlyMethods
 
 from .serializers import (
     CreditNoteInputSerializer,
@@ -54,20 +54,6 @@ from .serializers import (
     SubscriptionOutputSerializer,
     UpcomingInvoiceOutputSerializer,
 )
-
-
-class OperatorOnlyObjectMethods(permissions.BasePermission):
-    """Methods in ``view.operator_object_methods`` act on a tenant's object as the vendor
-    (credit, void, cancel): checked once the object is found, so another tenant's object
-    is a 404 first, and a customer key's own object a 403 ``operator_key_required``."""
-
-    def has_object_permission(self, request, view, obj):
-        if (
-            request.method in getattr(view, "operator_object_methods", ())
-            and not request.auth.is_operator
-        ):
-            raise OperatorKeyRequired("Only an operator key may do this.")
-        return True
 
 
 class InvoicingApi(BaseApi):

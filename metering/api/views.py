@@ -12,9 +12,10 @@ from django.db.models import BooleanField, F, Func, JSONField, QuerySet, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, permissions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from accounts.api.permissions import OperatorOnlyMethods
 from accounts.api.schema import responses
 from accounts.api.views import BaseApi
 from accounts.errors import InvalidInput
@@ -44,20 +45,6 @@ from .serializers import (
 
 MAX_USAGE_RANGE = timedelta(days=400)
 MAX_HOURLY_RANGE = timedelta(days=31)
-
-
-class OperatorKeyRequired(exceptions.PermissionDenied):
-    default_code = "operator_key_required"
-
-
-class OperatorOnlyMethods(permissions.BasePermission):
-    """Methods in ``view.operator_methods`` act vendor-wide (send anyone's events, define
-    meters): a customer key is refused whatever scopes it holds."""
-
-    def has_permission(self, request, view):
-        if request.method in getattr(view, "operator_methods", ()) and not request.auth.is_operator:
-            raise OperatorKeyRequired("Only an operator key may do this.")
-        return True
 
 
 class MeteringApi(BaseApi):
