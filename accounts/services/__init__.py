@@ -20,6 +20,7 @@ from .api_keys import (
 from .audit import (
     Actor,
     actor_label,
+    audit_entry,
     audit_record,
     reject_unknown_fields,
     snapshot,
@@ -62,6 +63,7 @@ __all__ = [
     "api_key_authenticate",
     "api_key_create",
     "api_key_revoke",
+    "audit_entry",
     "audit_record",
     "contact_create",
     "contact_delete",

@@ -37,10 +37,12 @@ def actor_label(actor: Actor) -> str:
     return "system"
 
 
-def audit_record(
+def audit_entry(
     *, actor: Actor, action: str, obj, customer: Customer | None, before=None, after=None
 ) -> AuditLog:
-    return AuditLog.objects.create(
+    """An unsaved audit row: a service writing many at once saves them with one
+    ``AuditLog.objects.bulk_create``."""
+    return AuditLog(
         actor_user=actor if isinstance(actor, User) else None,
         actor_api_key=actor if isinstance(actor, ApiKey) else None,
         actor_label=actor_label(actor)[:200],
@@ -52,6 +54,16 @@ def audit_record(
         before=before,
         after=after,
     )
+
+
+def audit_record(
+    *, actor: Actor, action: str, obj, customer: Customer | None, before=None, after=None
+) -> AuditLog:
+    entry = audit_entry(
+        actor=actor, action=action, obj=obj, customer=customer, before=before, after=after
+    )
+    entry.save()
+    return entry
 
 
 def changed_fields(before: dict, after: dict) -> tuple[dict, dict]:

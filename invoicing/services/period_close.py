@@ -14,6 +14,7 @@
    metering's "closed through" time, after which events for the period are late.
 """
 
+import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -22,7 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.errors import Conflict, InvalidInput
-from accounts.services import Actor, audit_record
+from accounts.models import AuditLog
+from accounts.services import Actor, audit_entry, audit_record
 from metering import selectors as metering
 from metering import services as metering_services
 
@@ -39,6 +41,8 @@ from ..rating import rate_usage
 from ..reconciliation import Measured, measure_periods
 from .stripe_sync import invoice_stripe_sync_enqueue
 from .subscriptions import period_end_after
+
+logger = logging.getLogger(__name__)
 
 # Finalized and not void: what was billed (and stays billed).
 FINAL_BILLED = ("open", "paid", "payment_failed", "uncollectible")
@@ -128,28 +132,18 @@ def _late_usage_lines(
     return adjustments
 
 
-def invoice_rate(
-    invoice: Invoice, *, now: datetime | None = None, measured: Measured | None = None
-) -> bool:
-    """(Re)build a draft's lines and its reconciliation evidence, and save it (a new
-    draft is inserted once, complete); returns True when the gate holds it. The caller
-    holds the invoice row locked. ``measured`` comes from ``measure_periods`` when the
-    caller read ahead for many periods."""
-    if not invoice.is_editable:
-        raise Conflict(f"Invoice {invoice} is finalized.", code="invoice_finalized")
+def _rated(
+    invoice: Invoice, *, now: datetime, measured: Measured
+) -> tuple[list[InvoiceLine], list[InvoiceUsageCheck]]:
+    """The invoice's period rated into unsaved lines and the gate's evidence beside them;
+    sets the invoice's totals and status (held when the gate finds a difference)."""
     customer = invoice.customer
     subscription = invoice.subscription
-    fresh = invoice.pk is None
     released_figures = (
         {}
-        if fresh
+        if invoice.released_at is None
         else {(c.meter_id, c.period_start): c.batch_quantity for c in invoice.usage_checks.all()}
     )
-    now = now or timezone.now()
-    if measured is None:
-        measured = measure_periods(
-            [(subscription, invoice.period_start, invoice.period_end)], now=now
-        )
     checks: list[InvoiceUsageCheck] = []
 
     def billed_usage(component: PriceComponent, span: Span) -> Decimal:
@@ -205,15 +199,37 @@ def invoice_rate(
     invoice.late_usage_through = measured.late_before
     invoice.rated_at = now
     invoice.status = Invoice.Status.HELD if mismatched else Invoice.Status.DRAFT
-    if not fresh:
-        invoice.lines.all().delete()
-        invoice.usage_checks.all().delete()
+    return lines, checks
+
+
+def invoice_rate(
+    invoice: Invoice, *, now: datetime | None = None, measured: Measured | None = None
+) -> bool:
+    """Rebuild a draft's lines and its reconciliation evidence, and save it; returns True
+    when the gate holds it. The caller holds the invoice row locked. ``measured`` comes
+    from ``measure_periods`` when the caller read ahead for many periods."""
+    if not invoice.is_editable:
+        raise Conflict(f"Invoice {invoice} is finalized.", code="invoice_finalized")
+    now = now or timezone.now()
+    if measured is None:
+        measured = measure_periods(
+            [(invoice.subscription, invoice.period_start, invoice.period_end)], now=now
+        )
+    lines, checks = _rated(invoice, now=now, measured=measured)
+    invoice.lines.all().delete()
+    invoice.usage_checks.all().delete()
     invoice.save()
-    for part in (*lines, *checks):
-        part.invoice = invoice
-    InvoiceLine.objects.bulk_create(lines)
-    InvoiceUsageCheck.objects.bulk_create(checks)
-    return bool(mismatched)
+    _insert_parts([(invoice, lines, checks)])
+    return invoice.status == Invoice.Status.HELD
+
+
+def _insert_parts(rated: list[tuple[Invoice, list[InvoiceLine], list[InvoiceUsageCheck]]]) -> None:
+    """Saved invoices' lines and gate evidence, in two statements for any number."""
+    for invoice, lines, checks in rated:
+        for part in (*lines, *checks):
+            part.invoice = invoice
+    InvoiceLine.objects.bulk_create([line for _, lines, _ in rated for line in lines])
+    InvoiceUsageCheck.objects.bulk_create([check for _, _, checks in rated for check in checks])
 
 
 def _subscriptions_to_close():
@@ -222,74 +238,137 @@ def _subscriptions_to_close():
     )
 
 
+# Set-based because a run claims hundreds of periods at once. Each period is claimed
+# only while the subscription still stands where it was read (billed through the
+# period's start, the period ending where it did): the compare-and-swap that keeps two
+# workers from billing one period, backed by the invoice's unique (subscription,
+# period_start). SKIP LOCKED lets concurrent runs share the work instead of queueing: a
+# row another transaction holds is left to it (or to the next run, if that was a plan
+# change).
+_CLAIM_PERIODS = """
+    WITH claimable AS (
+        SELECT s.id, p.period_end, p.next_end
+        FROM unnest(%(ids)s::bigint[], %(starts)s::timestamptz[], %(ends)s::timestamptz[],
+                    %(next_ends)s::timestamptz[]) AS p(id, period_start, period_end, next_end)
+        JOIN invoicing_subscription s
+          ON s.id = p.id AND s.billed_through = p.period_start
+         AND s.current_period_end = p.period_end
+        ORDER BY s.id
+        FOR UPDATE OF s SKIP LOCKED
+    )
+    UPDATE invoicing_subscription s
+    SET billed_through = c.period_end,
+        current_period_end = c.next_end,
+        status = CASE WHEN c.next_end IS NULL THEN %(canceled)s ELSE s.status END,
+        updated_at = %(now)s
+    FROM claimable c
+    WHERE s.id = c.id
+    RETURNING s.id
+"""
+
+
+def _close_periods(
+    subscriptions: list[Subscription], *, now: datetime, measured: Measured
+) -> list[Invoice]:
+    """Close the ended current periods of these subscriptions (loaded with
+    ``_subscriptions_to_close``) in one transaction: claim them in one statement, rate
+    each claimed one from ``measured``, and insert the drafts, their lines, their gate
+    evidence and their audit rows in a statement each."""
+    periods = [
+        (s, s.billed_through, s.current_period_end, period_end_after(s, s.current_period_end))
+        for s in subscriptions
+        if s.current_period_end is not None and s.current_period_end <= now
+    ]
+    if not periods:
+        return []
+    finalize_after = now + timedelta(minutes=settings.INVOICING_FINALIZE_GRACE_MINUTES)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_PERIODS,
+                {
+                    "ids": [s.pk for s, *_ in periods],
+                    "starts": [start for _, start, _, _ in periods],
+                    "ends": [end for _, _, end, _ in periods],
+                    "next_ends": [next_end for *_, next_end in periods],
+                    "canceled": Subscription.Status.CANCELED,
+                    "now": now,
+                },
+            )
+            claimed = {pk for (pk,) in cursor.fetchall()}
+        rated = []
+        for subscription, start, end, _ in periods:
+            if subscription.pk not in claimed:
+                continue
+            invoice = Invoice(
+                customer=subscription.customer,
+                subscription=subscription,
+                currency=subscription.plan_version.plan.currency,
+                period_start=start,
+                period_end=end,
+                finalize_after=finalize_after,
+            )
+            rated.append((invoice, *_rated(invoice, now=now, measured=measured)))
+        invoices = Invoice.objects.bulk_create([invoice for invoice, _, _ in rated])
+        _insert_parts(rated)
+        AuditLog.objects.bulk_create(
+            audit_entry(
+                actor=None,
+                action="invoice.drafted",
+                obj=invoice,
+                customer=invoice.customer,
+                after={
+                    "period_start": invoice.period_start.isoformat(),
+                    "period_end": invoice.period_end.isoformat(),
+                    "total_minor": invoice.total_minor,
+                    "held": invoice.status == Invoice.Status.HELD,
+                },
+            )
+            for invoice in invoices
+        )
+    # Only now: a chunk that failed is retried from the subscriptions as they were read.
+    for subscription, _, end, next_end in periods:
+        if subscription.pk in claimed:
+            subscription.billed_through, subscription.current_period_end = end, next_end
+            if next_end is None:
+                subscription.status = Subscription.Status.CANCELED
+    return invoices
+
+
 def period_close(
     *,
     subscription_id: int,
     now: datetime | None = None,
-    measured: Measured | None = None,
-    subscription: Subscription | None = None,
 ) -> Invoice | None:
     """Close the subscription's current period if it has ended; None if there was nothing
-    to close or another worker closed it first. A caller closing many periods passes what
-    it read ahead (``measured``, from ``measure_periods``) and the ``subscription`` it
-    loaded with ``_subscriptions_to_close``; the claim below decides anyway, so a stale
-    copy can never bill twice."""
+    to close or another worker closed it (or is closing it)."""
     now = now or timezone.now()
-    if subscription is None or subscription.pk != subscription_id:
-        subscription = _subscriptions_to_close().filter(pk=subscription_id).first()
+    subscription = _subscriptions_to_close().filter(pk=subscription_id).first()
     if subscription is None or subscription.current_period_end is None:
         return None
-    start, end = subscription.billed_through, subscription.current_period_end
-    if end > now:
+    if subscription.current_period_end > now:
         return None
-    if measured is None:
-        measured = measure_periods([(subscription, start, end)], now=now)
-    with transaction.atomic():
-        subscription.billed_through = end
-        next_end = period_end_after(subscription, end)
-        ended = next_end is None
-        # The claim: only the worker that moves billed_through from this period's start
-        # bills the period (the invoice's unique (subscription, period_start) backs it).
-        claimed = Subscription.objects.filter(pk=subscription.pk, billed_through=start).update(
-            billed_through=end,
-            current_period_end=next_end,
-            **({"status": Subscription.Status.CANCELED} if ended else {}),
-            updated_at=now,
-        )
-        if not claimed:
-            return None
-        subscription.current_period_end = next_end
-        invoice = Invoice(
-            customer=subscription.customer,
-            subscription=subscription,
-            currency=subscription.plan_version.plan.currency,
-            period_start=start,
-            period_end=end,
-            finalize_after=now + timedelta(minutes=settings.INVOICING_FINALIZE_GRACE_MINUTES),
-        )
-        held = invoice_rate(invoice, now=now, measured=measured)
-        audit_record(
-            actor=None,
-            action="invoice.drafted",
-            obj=invoice,
-            customer=subscription.customer,
-            after={
-                "period_start": start.isoformat(),
-                "period_end": end.isoformat(),
-                "total_minor": invoice.total_minor,
-                "held": held,
-            },
-        )
-    return invoice
+    measured = measure_periods(
+        [(subscription, subscription.billed_through, subscription.current_period_end)], now=now
+    )
+    closed = _close_periods([subscription], now=now, measured=measured)
+    return closed[0] if closed else None
 
 
-# Periods read ahead together: a few usage queries per meter for the whole chunk.
+# Periods read ahead and written together: a few usage queries per meter, and a few
+# statements, for the whole chunk.
 CLOSE_CHUNK = 500
 
 
+class PeriodCloseFailed(Exception):
+    """Some periods could not be closed; the others were."""
+
+
 def periods_close_due(*, now: datetime | None = None) -> int:
-    """Close every period that has ended; each in its own transaction. Safe to run twice
-    and from several workers at once."""
+    """Close every period that has ended, a chunk per transaction. Safe to run twice and
+    from several workers at once. A chunk that fails is retried one subscription at a
+    time, so one faulty subscription holds back only itself (it is logged, and the run
+    raises ``PeriodCloseFailed`` once everything else is closed)."""
     now = now or timezone.now()
     due = list(
         Subscription.objects.filter(current_period_end__lte=now)
@@ -298,19 +377,30 @@ def periods_close_due(*, now: datetime | None = None) -> int:
     )
     catalog = Catalog()
     closed = 0
+    failed: list[int] = []
     for offset in range(0, len(due), CLOSE_CHUNK):
         chunk = list(_subscriptions_to_close().filter(pk__in=due[offset : offset + CLOSE_CHUNK]))
         measured = measure_periods(
             [(s, s.billed_through, s.current_period_end) for s in chunk], catalog=catalog, now=now
         )
-        for subscription in chunk:
-            invoice = period_close(
-                subscription_id=subscription.pk,
-                now=now,
-                measured=measured,
-                subscription=subscription,
+        try:
+            closed += len(_close_periods(chunk, now=now, measured=measured))
+            continue
+        except Exception:
+            logger.exception(
+                "Closing %d periods together failed: closing them one by one", len(chunk)
             )
-            closed += invoice is not None
+        for subscription in chunk:
+            try:
+                closed += len(_close_periods([subscription], now=now, measured=measured))
+            except Exception:
+                logger.exception("Closing the period of subscription %s failed", subscription.pk)
+                failed.append(subscription.pk)
+    if failed:
+        raise PeriodCloseFailed(
+            f"{len(failed)} period(s) could not be closed (subscriptions "
+            f"{', '.join(map(str, failed[:20]))}); {closed} were."
+        )
     return closed
 
 

@@ -10,8 +10,15 @@ from accounts.errors import Conflict
 from accounts.models import AuditLog
 from invoicing import services
 from invoicing.models import Invoice, Subscription
+from invoicing.reconciliation import measure_periods
+from invoicing.services.period_close import (
+    PeriodCloseFailed,
+    _close_periods,
+    _subscriptions_to_close,
+)
 from metering.ingest import events_ingest
 from metering.models import CustomerUsageState, UsageRollup
+from tests.accounts.factories import CustomerFactory
 from tests.invoicing.factories import flat, ingest_usage, per_unit, plan_version, subscribe
 from tests.metering.factories import api_calls_meter, event
 
@@ -129,6 +136,82 @@ def test_two_workers_closing_the_same_period_make_one_invoice(customer_a, meter,
     second = services.period_close(subscription_id=subscription.pk, now=NOV)
     assert first is not None and second is None
     assert Invoice.objects.count() == 1
+
+
+def test_a_run_closes_many_periods_with_their_drafts_lines_evidence_and_audit(meter, growth):
+    customers = [CustomerFactory() for _ in range(5)]
+    for customer in customers:
+        subscribe(customer, growth, at=OCT)
+    for i, customer in enumerate(customers):
+        ingest_usage(customer, meter, october_calls(1000 + 100 * i), now=INGEST_NOW)
+
+    assert services.periods_close_due(now=NOV) == 5
+
+    invoices = Invoice.objects.order_by("customer_id")
+    assert [i.total_minor for i in invoices] == [9900, 9920, 9940, 9960, 9980]
+    for i, invoice in enumerate(invoices):
+        assert list(invoice.lines.values_list("kind", "quantity")) == [
+            ("flat_fee", 1),
+            ("usage", 1000 + 100 * i),
+        ]
+        assert invoice.usage_checks.get().batch_quantity == 1000 + 100 * i
+    drafted = AuditLog.objects.filter(action="invoice.drafted")
+    assert sorted(int(a.object_id) for a in drafted) == sorted(i.pk for i in invoices)
+    assert {a.after["total_minor"] for a in drafted} == {9900, 9920, 9940, 9960, 9980}
+
+
+def test_a_faulty_subscription_holds_back_only_itself(meter, growth):
+    """A chunk that fails is retried one subscription at a time: the others close, the
+    faulty one stays due (nothing of it half-written) and the run reports it."""
+    subscriptions = [subscribe(CustomerFactory(), growth, at=OCT) for _ in range(3)]
+    faulty = subscriptions[1]
+    with connection.cursor() as cursor:
+        # A database fault for one subscription's invoice, as real as it gets.
+        cursor.execute(
+            f"""
+            CREATE FUNCTION test_refuse_one_invoice() RETURNS trigger AS $$
+            BEGIN
+                IF NEW.subscription_id = {int(faulty.pk)} THEN
+                    RAISE EXCEPTION 'refused for the test';
+                END IF;
+                RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER test_refuse_one_invoice BEFORE INSERT ON invoicing_invoice
+                FOR EACH ROW EXECUTE FUNCTION test_refuse_one_invoice();
+            """
+        )
+
+    with pytest.raises(PeriodCloseFailed) as failed:
+        services.periods_close_due(now=NOV)
+
+    assert f"subscriptions {faulty.pk}" in str(failed.value)
+    assert "2 were" in str(failed.value)
+    assert set(Invoice.objects.values_list("subscription_id", flat=True)) == {
+        subscriptions[0].pk,
+        subscriptions[2].pk,
+    }
+    faulty.refresh_from_db()
+    assert (faulty.billed_through, faulty.current_period_end) == (OCT, NOV)
+    assert not AuditLog.objects.filter(action="invoice.drafted", customer=faulty.customer)
+
+
+def test_a_period_whose_subscription_changed_since_it_was_read_is_not_claimed(
+    customer_a, meter, subscription
+):
+    """The claim compares the period's end too: a cancel landing between the read and the
+    claim leaves the period to the next run, which bills it as it now stands."""
+    stale = _subscriptions_to_close().get(pk=subscription.pk)
+    services.subscription_cancel(
+        actor=None, subscription=subscription, at_period_end=False, now=OCT + timedelta(days=10)
+    )
+    measured = measure_periods([(stale, OCT, NOV)], now=NOV)
+
+    assert _close_periods([stale], now=NOV, measured=measured) == []
+    assert not Invoice.objects.exists()
+    assert stale.billed_through == OCT  # the copy is left as it was read
+
+    invoice = services.period_close(subscription_id=subscription.pk, now=NOV)
+    assert invoice.period_end == OCT + timedelta(days=10)
 
 
 def test_finalizing_in_period_order_only(customer_a, meter, subscription):
