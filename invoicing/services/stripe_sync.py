@@ -22,9 +22,9 @@ No database transaction spans a call about an invoice or a credit note: a worker
 Stripe (up to minutes when Stripe struggles) holds no row lock and no snapshot. Parallel
 runs stay correct because every write to Stripe carries a key derived from our ids (Stripe
 answers the same key with the same object) and because our bookkeeping is compare-and-swap.
-The one exception is a tenant's first sync: creating its Stripe customer happens under a
-transaction-level advisory lock, so two syncs never create two customers even against a
-server that ignores idempotency keys; that is one call, once per tenant.
+A tenant's first sync creates its Stripe customer under a session-level advisory lock (not
+a transaction), so two syncs never create two customers even against a server that ignores
+idempotency keys.
 
 Without ``STRIPE_API_KEY`` every function here is a no-op.
 """
@@ -35,6 +35,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -67,6 +68,9 @@ STRIPE_CREDIT_NOTE_REASON = {
     CreditNote.Reason.BILLING_ERROR: "order_change",
     CreditNote.Reason.DISPUTE_ACCEPTED: "product_unsatisfactory",
 }
+# Stripe's API keeps ISK two-decimal (100 = 1 krona) where ISO 4217, and so our minor
+# units, have none: our amounts are multiplied by this on the way out.
+STRIPE_UNITS_PER_MINOR = {"ISK": 100}
 PAGE_SIZE = 100
 # A finalized invoice the fast path (enqueue after commit) has had this long to sync.
 SWEEP_AFTER = timedelta(minutes=10)
@@ -116,10 +120,21 @@ class _Api:
             after = page["data"][-1]["id"]
 
 
-def _advisory_xact_lock(name: str) -> None:
-    """Serialize on ``name`` until the current transaction ends (no row is locked)."""
+def _stripe_amount(amount_minor: int, currency: str) -> int:
+    """Our minor units as Stripe's ``amount`` for ``currency``."""
+    return amount_minor * STRIPE_UNITS_PER_MINOR.get(currency, 1)
+
+
+@contextmanager
+def _advisory_lock(name: str) -> Iterator[None]:
+    """Serialize on ``name`` for the block, holding no transaction open (a session lock)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [name])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [name])
 
 
 # --- Customers ---------------------------------------------------------------------------
@@ -131,9 +146,8 @@ def stripe_customer_ensure(*, customer: Customer, sleep: Sleep = time.sleep) -> 
     if found:
         return found
     api = _Api.from_settings(sleep)
-    with transaction.atomic():
-        # Two first syncs of one tenant queue here; the second finds the first one's row.
-        _advisory_xact_lock(f"meterbook:stripe_customer:{customer.pk}")
+    # Two first syncs of one tenant queue here; the second finds the first one's row.
+    with _advisory_lock(f"meterbook:stripe_customer:{customer.pk}"):
         found = StripeCustomer.objects.filter(customer=customer).first()
         if found:
             return found
@@ -151,14 +165,17 @@ def stripe_customer_ensure(*, customer: Customer, sleep: Sleep = time.sleep) -> 
             params,
             idempotency_key("customer", customer.pk, "create"),
         )
-        record = StripeCustomer.objects.create(customer=customer, stripe_customer_id=created["id"])
-        audit_record(
-            actor=None,
-            action="stripe_customer.created",
-            obj=record,
-            customer=customer,
-            after={"stripe_customer_id": record.stripe_customer_id},
-        )
+        with transaction.atomic():
+            record = StripeCustomer.objects.create(
+                customer=customer, stripe_customer_id=created["id"]
+            )
+            audit_record(
+                actor=None,
+                action="stripe_customer.created",
+                obj=record,
+                customer=customer,
+                after={"stripe_customer_id": record.stripe_customer_id},
+            )
     return record
 
 
@@ -262,7 +279,8 @@ def _invoice_add_items(api: _Api, plan: _InvoicePlan, stripe_invoice: dict) -> N
             {
                 "customer": stripe_invoice["customer"],
                 "invoice": stripe_id,
-                "amount": line.amount_minor,  # minor units; negative for discounts
+                # Stripe's units (see _stripe_amount); negative for discounts
+                "amount": _stripe_amount(line.amount_minor, invoice.currency),
                 "currency": invoice.currency.lower(),
                 "description": line.description,
                 "period": {
@@ -276,11 +294,11 @@ def _invoice_add_items(api: _Api, plan: _InvoicePlan, stripe_invoice: dict) -> N
 
 
 def _check_total(invoice: Invoice, stripe_invoice: dict) -> None:
-    if stripe_invoice["total"] != invoice.total_minor:
+    expected = _stripe_amount(invoice.total_minor, invoice.currency)
+    if stripe_invoice["total"] != expected:
         raise StripeSyncConflict(
             f"Stripe invoice {stripe_invoice['id']} totals {stripe_invoice['total']} "
-            f"{stripe_invoice['currency']}; invoice {invoice.number} totals "
-            f"{invoice.total_minor}."
+            f"{stripe_invoice['currency']}; invoice {invoice.number} totals {expected}."
         )
 
 
@@ -334,6 +352,17 @@ def _invoice_push(api: _Api, plan: _InvoicePlan) -> None:
                 f"Invoice {invoice.number} is void but Stripe invoice {stripe_id} is "
                 f"{remote['status']}: settle it in Stripe (refund) first."
             )
+    elif remote["status"] == "void" and not _voided_since(invoice):
+        # Someone voided it in Stripe: nobody will collect it, so it is not "synced".
+        raise StripeSyncConflict(
+            f"Stripe invoice {stripe_id} is void but invoice {invoice.number} is "
+            f"{invoice.status}: void it here too, or settle it with the customer."
+        )
+
+
+def _voided_since(invoice: Invoice) -> bool:
+    """Whether finance voided ours after this round read it (a later round pushes that)."""
+    return Invoice.objects.filter(pk=invoice.pk, status=Invoice.Status.VOID).exists()
 
 
 def _invoice_mark_synced(invoice_id: int, *, void: bool) -> bool:
@@ -358,7 +387,7 @@ def invoice_stripe_sync(*, invoice_id: int, sleep: Sleep = time.sleep) -> Invoic
     api = _Api.from_settings(sleep)
     # Two rounds at most: a round is redone only if the invoice was voided meanwhile, and a
     # void is final.
-    for _round in range(3):
+    for _round in range(2):
         invoice, plan = _invoice_claim(invoice_id)
         if plan is None:
             return invoice if invoice.status in FINALIZED else None
@@ -380,7 +409,7 @@ def invoice_stripe_sync(*, invoice_id: int, sleep: Sleep = time.sleep) -> Invoic
 def _credit_note_params(note: CreditNote, stripe_invoice_id: str) -> dict:
     params = {
         "invoice": stripe_invoice_id,
-        "amount": note.total_minor,
+        "amount": _stripe_amount(note.total_minor, note.invoice.currency),
         "memo": note.memo[:5000],
         "metadata": {
             "meterbook_credit_note": str(note.pk),
@@ -473,8 +502,14 @@ def stripe_sync_pending() -> tuple[list[int], list[int]]:
         .exclude(stripe_last_error__startswith=StripeRejected.__name__)
         .exclude(stripe_last_error__startswith=StripeSyncConflict.__name__)
     )
-    notes = CreditNote.objects.filter(stripe_credit_note_id="", issued_at__lte=before).exclude(
-        Q(reason=CreditNote.Reason.INVOICE_VOIDED) | Q(invoice__status=Invoice.Status.VOID)
+    notes = (
+        CreditNote.objects.filter(stripe_credit_note_id="", issued_at__lte=before)
+        .exclude(
+            Q(reason=CreditNote.Reason.INVOICE_VOIDED) | Q(invoice__status=Invoice.Status.VOID)
+        )
+        # A note's sync pushes its invoice first: same rule as for the invoice itself.
+        .exclude(invoice__stripe_last_error__startswith=StripeRejected.__name__)
+        .exclude(invoice__stripe_last_error__startswith=StripeSyncConflict.__name__)
     )
     return (
         list(invoices.order_by("pk").values_list("pk", flat=True)),
