@@ -75,26 +75,41 @@ def stripe_event_verify(*, payload: bytes, signature: str | None) -> dict:
     if not signature:
         raise InvalidSignature("The Stripe-Signature header is missing.")
     try:
-        stripe.Webhook.construct_event(payload, signature, secret)
-    except stripe.SignatureVerificationError as error:
+        # The SDK's check alone: its construct_event also builds an Event, and fails with
+        # an AttributeError (a 500) on a signed body that is JSON but not an object.
+        stripe.WebhookSignature.verify_header(
+            payload, signature, secret, stripe.Webhook.DEFAULT_TOLERANCE
+        )
+    except (stripe.SignatureVerificationError, UnicodeDecodeError) as error:
         raise InvalidSignature(
             "The Stripe-Signature header does not match the body (or is too old)."
         ) from error
+    try:
+        event = json.loads(payload)
     except ValueError as error:  # signed, but not JSON
         raise InvalidInput("The body is not a JSON event.", code="invalid_payload") from error
-    event = json.loads(payload)
     shaped = (
         isinstance(event, dict)
         and isinstance(event.get("id"), str)
         and 0 < len(event["id"]) <= 64
         and isinstance(event.get("type"), str)
-        and isinstance(event.get("created"), int)
+        and _timestamp(event.get("created")) is not None
         and isinstance(event.get("data"), dict)
         and isinstance(event["data"].get("object"), dict)
     )
     if not shaped:
         raise InvalidInput("The body is not a Stripe event.", code="invalid_payload")
     return event
+
+
+def _timestamp(value: object) -> datetime | None:
+    """A Unix time as a UTC datetime; None if it is not one (or out of range)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 @transaction.atomic
@@ -105,7 +120,7 @@ def stripe_event_receive(*, event: dict) -> WebhookResult:
             record = StripeWebhookEvent.objects.create(
                 event_id=event["id"],
                 type=event["type"][:100],
-                stripe_created=datetime.fromtimestamp(event["created"], UTC),
+                stripe_created=_timestamp(event["created"]),
                 payload=event,
             )
     except IntegrityError:  # delivered before (a concurrent twin waits here for the first)
@@ -162,4 +177,4 @@ def _apply(event: dict) -> str:
 def _paid_at(event: dict) -> datetime:
     transitions = event["data"]["object"].get("status_transitions")
     paid_at = transitions.get("paid_at") if isinstance(transitions, dict) else None
-    return datetime.fromtimestamp(paid_at if isinstance(paid_at, int) else event["created"], UTC)
+    return _timestamp(paid_at) or _timestamp(event["created"])

@@ -269,3 +269,31 @@ def test_end_to_end_finalize_sync_pay_webhook_over_http(stripe_env, customer_a, 
     assert status_of(invoice) == "paid"
     assert stripe_env.fake.deliver(delivery.payload, live_server.url + URL, SECRET) == 200
     assert StripeWebhookEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1, 2]",
+        b'"an event"',
+        b"null",
+        b'{"id": "evt_1", "type": "invoice.paid", "created": 99999999999999,'
+        b' "data": {"object": {"id": "in_1"}}}',
+        b'{"id": "evt_1", "type": "invoice.paid", "created": true,'
+        b' "data": {"object": {"id": "in_1"}}}',
+    ],
+    ids=["list", "string", "null", "created out of range", "created not a time"],
+)
+def test_a_signed_body_that_is_json_but_not_an_event_answers_400(stripe_env, client, body):
+    response = post(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_payload"
+    assert not StripeWebhookEvent.objects.exists()
+
+
+def test_a_body_that_is_not_utf8_is_a_bad_signature(stripe_env, client):
+    response = post(client, b'{"id": "\xff"}', signature="t=1,v1=deadbeef")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_signature"
