@@ -67,12 +67,16 @@ class InvoicingApi(BaseApi):
     # Refused once the tenant's object is found (see OperatorOnlyObjectMethods).
     operator_object_methods: frozenset[str] = frozenset()
 
+    def customer_or_404(self, external_id: str) -> Customer:
+        """The customer with ``external_id``, if the key may see it (else 404)."""
+        return get_scoped_or_404(
+            Customer.objects.all(), self.request.auth, external_id=_url_key(external_id)
+        )
+
     def customer_for(self, external_id: str | None) -> Customer | None:
         """The customer a list is filtered to: named (and visible to the key, else 404),
         or none (a customer key's lists are its own anyway)."""
-        if external_id is None:
-            return None
-        return get_scoped_or_404(Customer.objects.all(), self.request.auth, external_id=external_id)
+        return None if external_id is None else self.customer_or_404(external_id)
 
     def found(self, obj):
         """``obj`` after the object-level checks for this request's method."""
@@ -106,6 +110,14 @@ class InvoicingApi(BaseApi):
                 field="version",
             )
         return found
+
+
+def _url_key(value: str) -> str:
+    """A code or external id taken from the URL. PostgreSQL text never holds NUL, so no
+    object is named with one: a 404, where the query would fail with a 500."""
+    if "\x00" in value:
+        raise Http404("No object has a name with a NUL character.")
+    return value
 
 
 # --- Plans ------------------------------------------------------------------------------
@@ -164,7 +176,7 @@ class PlanDetailApi(InvoicingApi):
 
 
 def _plan_or_404(key, code: str) -> Plan:
-    plan = _visible_plans(key).filter(code=code).first()
+    plan = _visible_plans(key).filter(code=_url_key(code)).first()
     if plan is None:
         raise Http404(f"No plan has code {code!r}.")
     return plan
@@ -566,7 +578,7 @@ class UpcomingInvoiceApi(InvoicingApi):
         responses=responses({200: UpcomingInvoiceOutputSerializer}, 404),
     )
     def get(self, request, external_id: str):
-        customer = get_scoped_or_404(Customer.objects.all(), request.auth, external_id=external_id)
+        customer = self.customer_or_404(external_id)
         upcoming = selectors.upcoming_invoice(customer=customer)
         if upcoming is None:
             raise NotFound(

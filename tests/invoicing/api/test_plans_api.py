@@ -211,6 +211,15 @@ def test_versions_of_an_unknown_plan_are_a_404(db):
     assert_error(response, 404, "not_found")
 
 
+def test_a_plan_code_with_a_nul_in_the_url_is_a_404_not_a_crash(growth):
+    # PostgreSQL text never holds NUL: the lookup itself would fail (a 500).
+    client = operator()
+    assert_error(client.get(f"{PLANS}/gro%00wth"), 404, "not_found")
+    assert_error(client.get(f"{PLANS}/gro%00wth/versions"), 404, "not_found")
+    body = {"interval": "month", "components": [flat("1")]}
+    assert_error(client.post(f"{PLANS}/gro%00wth/versions", body, format="json"), 404, "not_found")
+
+
 def test_only_operator_keys_publish_plans(customer_a, growth):
     body = {"interval": "month", "components": [flat("1")]}
     client = customer_client(customer_a)

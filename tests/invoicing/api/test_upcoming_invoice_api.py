@@ -86,6 +86,11 @@ def test_another_customers_upcoming_invoice_is_a_404(customer_a, customer_b, gro
     assert_error(client.get(upcoming("nobody")), 404, "not_found")
 
 
+def test_an_external_id_with_a_nul_is_a_404_not_a_crash(customer_a, subscribed):
+    for client in (operator(), customer_client(customer_a)):
+        assert_error(client.get(upcoming("al%00pha")), 404, "not_found")
+
+
 def test_no_subscription_no_upcoming_invoice(db):
     CustomerFactory(external_id="idle")
     assert_error(operator().get(upcoming("idle")), 404, "no_subscription")
