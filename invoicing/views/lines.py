@@ -29,6 +29,7 @@ from metering.views.events import PAGE_SIZE, filtered_events, page_of_events, st
 from metering.views.forms import EventFilterForm
 
 from .. import selectors, services
+from ..charges import carried_from_previous
 from ..forms import DisputeForm
 from ..models import Invoice, InvoiceLine
 from . import LineObjectView
@@ -42,19 +43,13 @@ FLASH = "accounts/_flash.html"
 
 
 def late_window(invoice: Invoice) -> tuple[datetime | None, datetime | None]:
-    """Receive times of the late events an invoice's adjustments carry: from the previous
-    (not void) invoice's cut-off to its own, as period close chose them."""
-    previous = (
-        Invoice.objects.filter(
-            subscription=invoice.subscription_id, period_start__lt=invoice.period_start
-        )
-        .exclude(status=Invoice.Status.VOID)
-        .exclude(late_usage_through__isnull=True)
-        .order_by("-period_start")
-        .values_list("late_usage_through", flat=True)
-        .first()
-    )
-    return previous, invoice.late_usage_through
+    """Receive times of the late events an invoice's adjustments carry: from what the
+    invoice before it handed on (``carried_from_previous``, as period close read it) to the
+    invoice's own cut-off."""
+    if invoice.subscription_id is None:
+        return None, invoice.late_usage_through
+    key = (invoice.subscription_id, invoice.period_start)
+    return carried_from_previous([key])[key].late_usage_through, invoice.late_usage_through
 
 
 def line_events(form: EventFilterForm, *, membership, line: InvoiceLine) -> QuerySet[UsageEvent]:
