@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 import stripe
+from django.test import Client, override_settings
 
 from accounts.models import AuditLog
 from invoicing import services
 from invoicing.models import Invoice, StripeWebhookEvent
 from invoicing.services.stripe_webhooks import TRANSITIONS
+from tests.concurrency import in_threads
 from tests.invoicing_stripe.test_sync import finalized_invoice
 
 pytestmark = pytest.mark.django_db
@@ -297,3 +299,35 @@ def test_a_body_that_is_not_utf8_is_a_bad_signature(stripe_env, client):
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_signature"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_deliveries_of_one_event_at_once_apply_it_once(stripe_env, customer_a):
+    with override_settings(STRIPE_API_KEY=""):  # no sync after the finalize commits
+        invoice = finalized_invoice(customer_a)
+    Invoice.objects.filter(pk=invoice.pk).update(stripe_invoice_id="in_twice")
+    payload = stripe_env.fake.build_event("invoice.paid", {"id": "in_twice", "object": "invoice"})
+
+    responses = in_threads(2, lambda i: post(Client(), payload).json())
+
+    assert sorted(r["duplicate"] for r in responses) == [False, True]
+    assert {r["outcome"] for r in responses} == {f"applied: {invoice.number} open -> paid"}
+    assert status_of(invoice) == "paid"
+    assert AuditLog.objects.filter(action="invoice.paid").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_and_an_older_failure_at_once_end_paid(stripe_env, customer_a):
+    with override_settings(STRIPE_API_KEY=""):
+        invoice = finalized_invoice(customer_a)
+    Invoice.objects.filter(pk=invoice.pk).update(stripe_invoice_id="in_race")
+    obj = {"id": "in_race", "object": "invoice"}
+    payloads = [
+        stripe_env.fake.build_event("invoice.payment_failed", obj),
+        stripe_env.fake.build_event("invoice.paid", obj),
+    ]
+
+    in_threads(2, lambda i: post(Client(), payloads[i]).status_code)
+
+    assert status_of(invoice) == "paid"
+    assert StripeWebhookEvent.objects.count() == 2
