@@ -16,7 +16,6 @@ shapes, error bodies and status codes, for ``send_invoice`` invoices and their l
     POST /v1/invoices/{id}/pay             open | uncollectible -> paid (paid_out_of_band=true)
     POST /v1/invoiceitems                  an item on a draft invoice (invoice=) or pending
     GET  /v1/invoiceitems?invoice=&customer=&pending=   list
-    GET  /v1/invoiceitems/{id}, DELETE /v1/invoiceitems/{id} (draft invoices only)
     POST /v1/credit_notes                  on open or paid invoices (amount or lines)
     GET  /v1/credit_notes?invoice=&customer=, GET /v1/credit_notes/{id}
 
@@ -312,7 +311,7 @@ class _Handler(QuietHandler):
         )
         self.send_bytes(status, body, headers)
 
-    do_GET = do_POST = do_DELETE = _serve
+    do_GET = do_POST = _serve
 
 
 class FakeStripe:
@@ -448,8 +447,6 @@ class FakeStripe:
             ("POST", r"/v1/invoices/(?P<id>[^/]+)/pay", self._invoice_pay),
             ("POST", r"/v1/invoiceitems", self._item_create),
             ("GET", r"/v1/invoiceitems", self._item_list),
-            ("GET", r"/v1/invoiceitems/(?P<id>[^/]+)", self._item_retrieve),
-            ("DELETE", r"/v1/invoiceitems/(?P<id>[^/]+)", self._item_delete),
             ("POST", r"/v1/credit_notes", self._credit_note_create),
             ("GET", r"/v1/credit_notes", self._credit_note_list),
             ("GET", r"/v1/credit_notes/(?P<id>[^/]+)", self._credit_note_retrieve),
@@ -836,32 +833,6 @@ class FakeStripe:
         ]
         return self._list("/v1/invoiceitems", found, params)
 
-    def _get_item(self, item_id: str) -> dict:
-        item = self._state.items.get(item_id)
-        if item is None:
-            raise missing("invoiceitem", item_id)
-        return item
-
-    def _item_retrieve(self, data: dict, id: str) -> tuple[int, dict]:
-        Params(data, ())
-        return 200, copy.deepcopy(self._get_item(id))
-
-    def _item_delete(self, data: dict, id: str) -> tuple[int, dict]:
-        Params(data, ())
-        item = self._get_item(id)
-        if item["invoice"]:
-            invoice = self._get_invoice(item["invoice"])
-            self._require_status(invoice, ("draft",), "delete items of")
-            lines = self._state.lines[invoice["id"]]
-            lines[:] = [
-                line
-                for line in lines
-                if line["parent"]["invoice_item_details"]["invoice_item"] != id
-            ]
-            self._recompute(invoice)
-        del self._state.items[id]
-        return 200, {"id": id, "object": "invoiceitem", "deleted": True}
-
     # --- credit notes -----------------------------------------------------------------------
 
     def _credit_note_create(self, data: dict) -> tuple[int, dict]:
@@ -1068,19 +1039,14 @@ class FakeStripe:
 
     # --- webhooks ---------------------------------------------------------------------------
 
-    def build_event(
-        self, type: str, obj: dict, *, previous_attributes: dict | None = None
-    ) -> bytes:
+    def build_event(self, type: str, obj: dict) -> bytes:
         """A Stripe ``event`` object around ``obj``, as the exact payload bytes to deliver."""
-        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
-        if previous_attributes is not None:
-            data["previous_attributes"] = previous_attributes
         event = {
             "id": stripe_id("evt"),
             "object": "event",
             "api_version": stripe.api_version,
             "created": int(time.time()),
-            "data": data,
+            "data": {"object": copy.deepcopy(obj)},
             "livemode": False,
             "pending_webhooks": 1,
             "request": {"id": None, "idempotency_key": None},
