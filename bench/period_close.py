@@ -35,8 +35,7 @@ def generate_events(cursor, *, customer_ids, per_customer, start, end, offset):
         SELECT c.id,
                'gen-' || c.id || '-' || g,
                CASE g %% 4 WHEN 0 THEN 'data_processed' WHEN 1 THEN 'job_run' ELSE 'api_call' END,
-               %(start)s + random() * %(span)s * interval '1 second',
-               now(),
+               at, at + random() * interval '30 seconds',
                CASE g %% 4
                     WHEN 0 THEN jsonb_build_object('gb', round((random() * 4)::numeric, 3))
                     WHEN 1 THEN '{}'::jsonb
@@ -48,6 +47,10 @@ def generate_events(cursor, *, customer_ids, per_customer, start, end, offset):
                END
         FROM unnest(%(customers)s::bigint[]) AS c(id)
         CROSS JOIN generate_series(%(first)s::int, %(last)s::int) AS g
+        -- Received within seconds of happening, as a live integration sends them.
+        CROSS JOIN LATERAL (
+            SELECT %(start)s + random() * %(span)s * interval '1 second' + g * interval '0'
+        ) AS t(at)
         """,
         {
             "customers": customer_ids,

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.db import connection
@@ -51,20 +52,22 @@ def hours_and_edges(
     return full_start, full_end, edges
 
 
+# Period close asks this for thousands of windows sharing a handful of (start, end) pairs.
+@lru_cache(maxsize=4096)
 def cut_hours(
     start: datetime, end: datetime, granularity: str | None, zone: ZoneInfo
-) -> list[datetime]:
+) -> tuple[datetime, ...]:
     """Whole UTC hours that a bucket boundary cuts in two (zones offset by :30 or :45, e.g.
     India, Nepal, Newfoundland): their usage must come from raw events to land in the
     right bucket."""
     if granularity is None:
-        return []
+        return ()
     cut = set()
     for bucket in buckets(start, end, granularity, zone):
         boundary = bucket.astimezone(UTC)
         if start < boundary < end and boundary != floor_hour(boundary):
             cut.add(floor_hour(boundary))
-    return sorted(cut)
+    return tuple(sorted(cut))
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def _raw_source(*, with_late: bool, ranges: int | None) -> str:
     late = (
         "(NOT ev.late OR ev.received_at < %(late_received_before)s)" if with_late else "NOT ev.late"
     )
-    condition = f"ev.event_name = %(meter_code)s AND ev.voided_at IS NULL AND {late}"
+    condition = f"ev.event_name = ANY(%(meter_codes)s) AND ev.voided_at IS NULL AND {late}"
     if ranges is not None:
         in_ranges = " OR ".join(
             f'(ev."timestamp" >= %(r_start_{i})s AND ev."timestamp" < %(r_end_{i})s)'
@@ -168,7 +171,7 @@ def _window_params(windows, *, track: str, split_hours: list[datetime]) -> dict:
     return params
 
 
-def measure(
+def measure_query(
     *,
     meter: Meter,
     windows: list[UsageWindow],
@@ -180,8 +183,9 @@ def measure(
     track: str = "realtime",
     late_received_before: datetime | None = None,
     with_totals: bool = False,
-) -> list[tuple[int, datetime | None, str | None, Decimal | None]]:
-    """Rows ``(window number, bucket, group, value)``: one query for every window.
+) -> tuple[str, dict]:
+    """The query (and its parameters) whose rows are ``(window number, bucket, group,
+    value)``: one query for every window.
 
     ``with_totals`` (count, sum and max meters, with a granularity) adds each window's
     total as a row whose bucket is None, summed from the same parts as its buckets."""
@@ -190,7 +194,7 @@ def measure(
     params.update(
         {
             "meter_id": meter.pk,
-            "meter_code": meter.code,
+            "meter_codes": [meter.code],
             "granularity": granularity or "hour",
             "tz": zone,
             "split_hours": list(split_hours),
@@ -294,9 +298,70 @@ def measure(
                 {totals}
                 ORDER BY 1, 2, 3
             """
+    return query, params
+
+
+def measure(**kwargs) -> list[tuple[int, datetime | None, str | None, Decimal | None]]:
+    """Rows ``(window number, bucket, group, value)`` of ``measure_query(**kwargs)``."""
+    query, params = measure_query(**kwargs)
     with connection.cursor() as cursor:
         cursor.execute(query, params)
         return cursor.fetchall()
+
+
+# Which of (event count, value sum, value max) is each additive meter's total.
+RAW_TOTAL_COLUMN = {
+    Meter.Aggregation.COUNT: 0,
+    Meter.Aggregation.SUM: 1,
+    Meter.Aggregation.MAX: 2,
+}
+
+
+def raw_totals(
+    *,
+    meters: list[Meter],
+    windows: list[UsageWindow],
+    late_received_before: datetime | None = None,
+) -> dict[tuple[int, int], Decimal]:
+    """The batch track's totals of count, sum and max meters over the windows, in one
+    query that reads each window's raw events once for all the meters (the event index is
+    by customer and time, not by name): ``{(window number, meter id): total}``, absent
+    where the meter counted nothing."""
+    if any(m.aggregation not in RAW_TOTAL_COLUMN for m in meters):
+        raise ValueError("raw_totals measures count, sum and max meters only")
+    if not meters or not windows:
+        return {}
+    params = _window_params(windows, track="batch", split_hours=[])
+    params.update(
+        {
+            "meter_codes": [m.code for m in meters],
+            "meter_ids": [m.pk for m in meters],
+            "late_received_before": late_received_before,
+        }
+    )
+    measured = sql.MEASURED.format(
+        source=_raw_source(
+            with_late=late_received_before is not None,
+            ranges=len(params["r_starts"]) if len(windows) == 1 else None,
+        ),
+        meter_filter="AND m.id = ANY(%(meter_ids)s)",
+    )
+    query = f"""
+        WITH measured AS ({measured})
+        SELECT customer_id, meter_id, count(*)::numeric, sum(value), max(value)
+        FROM measured
+        WHERE aggregation = 'count' OR value IS NOT NULL
+        GROUP BY customer_id, meter_id
+    """
+    column = {m.pk: RAW_TOTAL_COLUMN[m.aggregation] for m in meters}
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        rows = cursor.fetchall()
+    return {
+        (idx, meter_id): figures[column[meter_id]]
+        for idx, meter_id, *figures in rows
+        if figures[column[meter_id]] is not None
+    }
 
 
 def buckets(start: datetime, end: datetime, granularity: str, zone: ZoneInfo) -> Iterable[datetime]:

@@ -10,7 +10,12 @@ from accounts.models import AuditLog
 from metering import hooks, reconciliation, services
 from metering.ingest import events_ingest
 from metering.models import CustomerUsageState, UsageEvent, UsageRollup, UsageUniqueValue
-from metering.selectors import late_events, usage_breakdown, usage_total
+from metering.selectors import (
+    late_events,
+    late_events_by_customer,
+    usage_breakdown,
+    usage_total,
+)
 from metering.services import VoidStatus
 from tests.metering.factories import (
     MeterFactory,
@@ -128,6 +133,40 @@ def test_late_events_are_reported_for_invoicing_oldest_first(customer_a, custome
         "old-2"
     ]
     assert [e.idempotency_key for e in late_events(customer=customer_b)] == ["other-customer"]
+
+
+def test_late_events_by_customer_takes_each_customers_own_receive_window(customer_a, customer_b):
+    data_meter()
+    for customer in (customer_a, customer_b):
+        services.usage_close_through(actor=None, customer=customer, closed_through=CLOSED)
+    october = CLOSED - timedelta(days=3)
+    received = [NOW - timedelta(days=3), NOW - timedelta(days=2), NOW - timedelta(days=1)]
+    for i, moment in enumerate(received):
+        ingest(
+            *(
+                event(c, f"late-{i}", name="data_processed", ts=at(i, october), gb=1)
+                for c in (customer_a, customer_b)
+            ),
+            now=moment,
+        )
+    # (Voids of a closed period are refused; one voided before the period closed is
+    # written here directly.)
+    UsageEvent.objects.filter(customer=customer_b, idempotency_key="late-0").update(
+        voided_at=NOW, void_reason="sent twice"
+    )
+
+    found = late_events_by_customer(
+        received_since={customer_a.pk: received[1], customer_b.pk: None},
+        received_before=received[2],
+    )
+
+    # From each customer's own lower bound (inclusive) to the common upper bound
+    # (exclusive); voided events are not usage.
+    assert found[customer_a.pk] == [("data_processed", october + timedelta(minutes=1), received[1])]
+    assert found[customer_b.pk] == [("data_processed", october + timedelta(minutes=1), received[1])]
+    everything = late_events_by_customer(received_since={customer_a.pk: None}, received_before=NOW)
+    assert sorted(r for _, _, r in everything[customer_a.pk]) == received
+    assert late_events_by_customer(received_since={}, received_before=NOW) == {}
 
 
 def test_the_batch_track_never_counts_late_events_into_a_closed_period(customer_a):

@@ -6,8 +6,10 @@ from decimal import Decimal
 import pytest
 
 from metering.ingest import events_ingest
+from metering.measuring import raw_totals
 from metering.selectors import (
     UsageWindow,
+    batch_usage_totals,
     usage_as_displayed,
     usage_realtime_and_displayed,
     usage_series,
@@ -79,6 +81,31 @@ def test_usage_totals_equal_one_total_per_window(customers, meters, track):
         assert usage_totals(meter=meter, windows=windows, track=track) == expected, meter.code
         assert expected[-1] == Decimal(0)
         assert any(expected), meter.code
+
+
+def test_batch_totals_of_many_meters_at_once_equal_each_meter_on_its_own(customers, meters):
+    """Count, sum and max meters share one read of the raw events; unique-count and gauge
+    meters are measured beside them: each figure equals the meter's own batch total."""
+    by_pk = {c.pk: c for c in customers}
+    windows = windows_for(customers)
+
+    together = batch_usage_totals(meters=meters, windows=windows)
+
+    assert len(together) == len(windows)
+    for window, totals in zip(windows, together, strict=True):
+        assert totals == {
+            meter.pk: usage_total(
+                customer=by_pk[window.customer_id],
+                meter=meter,
+                start=window.start,
+                end=window.end,
+                track="batch",
+            )
+            for meter in meters
+        }
+    assert any(totals[meters[1].pk] for totals in together)  # GB sums, not counts
+    with pytest.raises(ValueError, match="count, sum and max"):
+        raw_totals(meters=[meters[3]], windows=windows)  # unique users
 
 
 def test_usage_totals_refuses_empty_windows_and_late_events_outside_the_batch_track(
