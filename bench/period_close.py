@@ -32,9 +32,10 @@ def generate_events(cursor, *, customer_ids, per_customer, start, end, offset):
         """
         INSERT INTO metering_usageevent
             (customer_id, idempotency_key, event_name, "timestamp", received_at, properties)
-        SELECT c.id,
-               'gen-' || c.id || '-' || g,
+        SELECT id,
+               'gen-' || id || '-' || g,
                CASE g %% 4 WHEN 0 THEN 'data_processed' WHEN 1 THEN 'job_run' ELSE 'api_call' END,
+               -- Received within seconds of happening, as a live integration sends them.
                at, at + random() * interval '30 seconds',
                CASE g %% 4
                     WHEN 0 THEN jsonb_build_object('gb', round((random() * 4)::numeric, 3))
@@ -45,12 +46,11 @@ def generate_events(cursor, *, customer_ids, per_customer, start, end, offset):
                             [1 + floor(random() * 3)::int],
                         'region', (ARRAY['eu-west', 'us-east'])[1 + floor(random() * 2)::int])
                END
-        FROM unnest(%(customers)s::bigint[]) AS c(id)
-        CROSS JOIN generate_series(%(first)s::int, %(last)s::int) AS g
-        -- Received within seconds of happening, as a live integration sends them.
-        CROSS JOIN LATERAL (
-            SELECT %(start)s + random() * %(span)s * interval '1 second' + g * interval '0'
-        ) AS t(at)
+        FROM (
+            SELECT c.id, g, %(start)s + random() * %(span)s * interval '1 second' AS at
+            FROM unnest(%(customers)s::bigint[]) AS c(id)
+            CROSS JOIN generate_series(%(first)s::int, %(last)s::int) AS g
+        ) AS generated
         """,
         {
             "customers": customer_ids,
