@@ -21,9 +21,10 @@ NO_PORTAL_ACCESS = (
 
 
 def add_domain_error(form: forms.Form, exc: DomainError) -> None:
-    """Show a service's refusal on the form, on its field when the form has that field."""
-    field = exc.field if exc.field in form.fields else None
-    form.add_error(field, exc.message)
+    """Show a service's refusal on the form: on the field it concerns when the form has
+    it (``components[0].amount`` concerns ``components``), else on the whole form."""
+    field = (exc.field or "").split("[", 1)[0].split(".", 1)[0]
+    form.add_error(field if field in form.fields else None, exc.message)
 
 
 def has_portal_access(user) -> bool:

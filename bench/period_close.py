@@ -5,8 +5,11 @@ three meters (API calls by endpoint and region, GB processed, jobs), builds the 
 with the batch track, then times the real period-close job (``periods_close_due``: claim,
 batch-track usage, reconciliation evidence, rating, draft) first for ``--small``
 subscriptions, then for all ``--subscriptions`` (the small run's drafts are removed and
-its periods reopened first). Growth from the small run to the large one should be
-linear: the ratio of times close to the ratio of subscriptions.
+its periods reopened first), then for ``--small`` of them again over the large store.
+Growth from the small run to the large one should be linear: the ratio of times close to
+the ratio of subscriptions. The last run tells the two causes of any excess apart: the
+number of subscriptions, or the size of the store (a month of events that no longer fits
+PostgreSQL's shared buffers is read through the operating system's cache).
 
     .venv/bin/python -m billing_project.launcher run -- .venv/bin/python bench/period_close.py
     ... bench/period_close.py --quick     (100 then 1,000 subscriptions)
@@ -51,6 +54,9 @@ def generate_events(cursor, *, customer_ids, per_customer, start, end, offset):
             FROM unnest(%(customers)s::bigint[]) AS c(id)
             CROSS JOIN generate_series(%(first)s::int, %(last)s::int) AS g
         ) AS generated
+        -- Stored in arrival order, as live ingestion stores them: a customer's month is
+        -- spread over the whole partition, not packed together.
+        ORDER BY at
         """,
         {
             "customers": customer_ids,
@@ -166,13 +172,21 @@ def main() -> None:
             )
         return [c.pk for c in customers]
 
-    def close_all() -> float:
+    def close_due(count: int) -> float:
+        """Reopen every period (the drafts of an earlier run removed), leave the first
+        ``count`` subscriptions due, and time closing them."""
+        Invoice.objects.all().delete()
+        Subscription.objects.update(billed_through=start, current_period_end=end)
+        later = list(Subscription.objects.order_by("pk").values_list("pk", flat=True)[count:])
+        Subscription.objects.filter(pk__in=later).update(
+            current_period_end=end + timedelta(days=365)
+        )
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         started = time.perf_counter()
         closed = services.periods_close_due(now=end + timedelta(minutes=1))
         elapsed = time.perf_counter() - started
-        assert closed == Subscription.objects.count(), closed
+        assert closed == count, closed
         held = Invoice.objects.filter(status="held").count()
         assert held == 0, f"{held} invoices held: the tracks disagree"
         return elapsed
@@ -189,14 +203,21 @@ def main() -> None:
         stored = target
         rollups_recompute(meters=meters, start=start, end=end)
         prepared = time.perf_counter() - started
-        Invoice.objects.all().delete()  # drafts of the smaller run: reopen their periods
-        Subscription.objects.update(billed_through=start, current_period_end=end)
-        timings[target] = close_all()
+        timings[target] = close_due(target)
         print(
             f"{target:>7,} subscriptions ({target * args.events_per_subscription / 1e6:g}M events,"
             f" prepared in {prepared:.0f}s): closed in {timings[target]:.1f}s, "
             f"{timings[target] / target * 1000:.1f} ms per subscription"
         )
+    # The same small number of subscriptions over the large store: separates what the
+    # number of subscriptions costs from what the size of the store costs (caches).
+    same_store = close_due(args.small)
+    print(
+        f"{args.small:>7,} of them on the {args.subscriptions:,} subscriptions' store: "
+        f"closed in {same_store:.1f}s, {same_store / args.small * 1000:.1f} ms per subscription "
+        f"(growth to {args.subscriptions:,} on one store: "
+        f"{timings[args.subscriptions] / same_store:.1f}x)"
+    )
     if not args.keep:
         drop_database(url)
     small, large = args.small, args.subscriptions

@@ -51,7 +51,6 @@ from . import services
 from .models import CreditNote, Dispute, Invoice, InvoiceLine, Plan, PlanVersion, Subscription
 from .periods import period_bounds, period_index_at
 from .services import CreditRequest
-from .services.period_close import FINAL_BILLED
 
 METER_CODES = ("api_call", "data_processed", "active_seats", "user_active")
 NORTHWIND = "acct-northwind-traders"
@@ -450,7 +449,7 @@ def _finance_actor() -> User | None:
 
 
 def _final_invoices(customer: Customer):
-    return Invoice.objects.filter(customer=customer, status__in=FINAL_BILLED).order_by(
+    return Invoice.objects.filter(customer=customer, status__in=Invoice.BILLED).order_by(
         "-period_start"
     )
 
@@ -598,7 +597,7 @@ def seed_billing(
     _corrections(placements, counts)
 
     created = ", ".join(f"{n:,} {what}" for what, n in counts.items() if n) or "nothing new"
-    final = Invoice.objects.filter(customer__in=customers, status__in=FINAL_BILLED).count()
+    final = Invoice.objects.filter(customer__in=customers, status__in=Invoice.BILLED).count()
     held_count = Invoice.objects.filter(customer__in=customers, status=Invoice.Status.HELD).count()
     stdout.write(
         f"seed_billing: {created}; {len(subscriptions)} customers subscribed, {final:,} "

@@ -136,3 +136,9 @@ def upcoming_invoice(*, customer: Customer, now: datetime | None = None) -> Upco
         total_minor=sum(line.amount_minor for line in lines),
         projected_total_minor=sum(line.amount_minor for line in projected_lines),
     )
+
+
+def line_disputable(invoice: Invoice, line: InvoiceLine) -> bool:
+    """A customer can dispute a line of a billed (finalized, not void) invoice that
+    charges an amount: a discount, drawdown or cap line has nothing to credit."""
+    return invoice.status in Invoice.BILLED and line.amount_minor > 0

@@ -83,7 +83,16 @@ def reject_unknown_fields(given, allowed, *, what: str) -> None:
 
 
 def validate_model(instance, *, exclude=None) -> None:
-    """Model validation as a last line of defence; the first problem becomes InvalidInput."""
+    """Model validation as a last line of defence; the first problem becomes InvalidInput.
+    Text with a NUL character is refused too: PostgreSQL would fail the write with a 500."""
+    for field in instance._meta.concrete_fields:
+        value = getattr(instance, field.attname)
+        if isinstance(value, str) and "\x00" in value and field.name not in (exclude or ()):
+            raise InvalidInput(
+                f"{field.name} cannot contain NUL characters.",
+                field=field.name,
+                code="null_characters_not_allowed",
+            )
     try:
         instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
     except ValidationError as exc:

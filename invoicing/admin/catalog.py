@@ -8,11 +8,12 @@ from django.urls import reverse
 from django.utils.html import format_html_join
 
 from accounts.errors import DomainError
+from accounts.forms import add_domain_error
 
 from .. import services
 from ..models import Plan, PlanVersion, PriceComponent
 from ._shared import BR, ReadOnlyInline, ServiceAdmin, admin_link, number
-from .forms import PlanCreateForm, PlanVersionForm, add_domain_error
+from .forms import PlanCreateForm, PlanVersionForm
 
 # --- Catalog ---------------------------------------------------------------------------------
 

@@ -6,8 +6,6 @@ errors come back onto the form through ``add_domain_error``.
 
 from django import forms
 
-from accounts.errors import DomainError
-
 from ..currency import format_money
 from ..models import CreditNote, Interval, Invoice, Plan
 from ..services import CreditRequest
@@ -20,12 +18,6 @@ COMPONENTS_HELP = (
     '"tiers": [{"up_to": "1000", "unit_price": "0"}, {"up_to": null, "unit_price": "0.002"}]}]. '
     "Amounts are decimal strings in the plan's currency."
 )
-
-
-def add_domain_error(form: forms.Form, exc: DomainError) -> None:
-    """Show a service's refusal on the field it concerns, or on the whole form."""
-    field = (exc.field or "").split("[", 1)[0].split(".", 1)[0]
-    form.add_error(field if field in form.fields else None, exc.message)
 
 
 class PlanCreateForm(forms.ModelForm):

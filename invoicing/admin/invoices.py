@@ -16,7 +16,6 @@ from accounts.errors import DomainError
 from .. import services
 from ..currency import format_money
 from ..models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceUsageCheck
-from ..services.corrections import NEVER_PAID
 from ._shared import BR, ReadOnlyInline, ServiceAdmin, admin_link, number, span
 from .forms import CreditNoteForm, ReleaseForm, VoidForm
 
@@ -310,7 +309,7 @@ class InvoiceAdmin(ServiceAdmin):
         buttons = [("resync_stripe", "Resync to Stripe")]
         if invoice.status != Status.VOID:
             buttons.append(("issue_credit_note", "Issue credit note"))
-        if invoice.status in NEVER_PAID:
+        if invoice.status in Invoice.NEVER_PAID:
             buttons.append(("void", "Void"))
         return buttons
 
@@ -368,7 +367,10 @@ class InvoiceAdmin(ServiceAdmin):
     @admin.action(description="Void unpaid invoices…", permissions=["change"])
     def void(self, request, queryset):
         unpaid = self.eligible(
-            request, queryset.select_related("customer"), NEVER_PAID, what="finalized and unpaid"
+            request,
+            queryset.select_related("customer"),
+            Invoice.NEVER_PAID,
+            what="finalized and unpaid",
         )
         if not unpaid:
             return self.done(request)

@@ -35,6 +35,11 @@ class Invoice(models.Model):
         VOID = "void", "Void"
 
     EDITABLE = (Status.DRAFT, Status.HELD)
+    # Finalized and not void: what was billed (and stays billed). Credit notes and
+    # disputes apply to these; late usage adjusts their lines.
+    BILLED = (Status.OPEN, Status.PAID, Status.PAYMENT_FAILED, Status.UNCOLLECTIBLE)
+    # Finalized and never paid: what finance may void.
+    NEVER_PAID = (Status.OPEN, Status.PAYMENT_FAILED, Status.UNCOLLECTIBLE)
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
     subscription = models.ForeignKey(
@@ -91,6 +96,12 @@ class Invoice(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["draft", "held"]) | Q(number__isnull=False),
                 name="invoice_finalized_has_number",
+            ),
+            # One Stripe invoice per invoice, and the index a webhook finds its invoice by.
+            models.UniqueConstraint(
+                fields=["stripe_invoice_id"],
+                condition=~Q(stripe_invoice_id=""),
+                name="invoice_stripe_invoice_unique",
             ),
         ]
         indexes = [

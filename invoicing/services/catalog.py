@@ -88,7 +88,16 @@ def _component(version: PlanVersion, position: int, data) -> PriceComponent:
     fields = {k: v for k, v in data.items() if k != "kind"}
     reject_unknown_fields(fields, COMPONENT_FIELDS[kind], what=f"{kind} component")
     component = PriceComponent(plan_version=version, position=position, kind=kind)
-    component.description = str(fields.get("description", ""))[:200]
+    description = fields.get("description", "")
+    if not isinstance(description, str):
+        raise InvalidInput(f"{where}.description must be text.", field=f"{where}.description")
+    if "\x00" in description:
+        raise InvalidInput(
+            f"{where}.description cannot contain NUL characters.",
+            field=f"{where}.description",
+            code="null_characters_not_allowed",
+        )
+    component.description = description[:200]
     for name in DECIMAL_FIELDS:
         if fields.get(name) is not None:
             setattr(component, name, _decimal(fields[name], field=f"{where}.{name}"))
@@ -96,7 +105,12 @@ def _component(version: PlanVersion, position: int, data) -> PriceComponent:
         component.tiers = _tiers(fields["tiers"], field=f"{where}.tiers")
     if kind == Kind.USAGE:
         code = fields.get("meter")
-        component.meter = Meter.objects.filter(code=code).first() if isinstance(code, str) else None
+        # (PostgreSQL text never holds NUL: no meter has such a code.)
+        component.meter = (
+            Meter.objects.filter(code=code).first()
+            if isinstance(code, str) and "\x00" not in code
+            else None
+        )
         if component.meter is None:
             raise InvalidInput(f"No meter has code {code!r}.", field=f"{where}.meter")
         component.pricing_model = fields.get("pricing_model", "")
@@ -151,6 +165,14 @@ def plan_version_create(
         )
     if not isinstance(components, list) or not components:
         raise InvalidInput("A plan version needs at least one price component.", field="components")
+    if not isinstance(notes, str):
+        raise InvalidInput("notes must be text.", field="notes")
+    if "\x00" in notes:
+        raise InvalidInput(
+            "notes cannot contain NUL characters.",
+            field="notes",
+            code="null_characters_not_allowed",
+        )
     # Lock the plan row: concurrent publishers take turns for the next number.
     Plan.objects.select_for_update().get(pk=plan.pk)
     number = (plan.versions.aggregate(last=Max("version"))["last"] or 0) + 1

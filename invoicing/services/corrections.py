@@ -14,21 +14,16 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, Forbidden, InvalidInput
 from accounts.models import User
+from accounts.roles import Ability, role_allows
 from accounts.services import Actor, actor_label, audit_record
 
 from ..models import CreditNote, CreditNoteLine, Dispute, Invoice, InvoiceLine
+from ..selectors import line_disputable
 from .period_close import document_number
 from .stripe_sync import credit_note_stripe_sync_enqueue, invoice_stripe_sync_enqueue
 
-CREDITABLE = (
-    Invoice.Status.OPEN,
-    Invoice.Status.PAID,
-    Invoice.Status.PAYMENT_FAILED,
-    Invoice.Status.UNCOLLECTIBLE,
-)
 # Reasons only their own flows give a credit note.
 FLOW_REASONS = (CreditNote.Reason.INVOICE_VOIDED, CreditNote.Reason.DISPUTE_ACCEPTED)
-NEVER_PAID = (Invoice.Status.OPEN, Invoice.Status.PAYMENT_FAILED, Invoice.Status.UNCOLLECTIBLE)
 
 
 @dataclass(frozen=True)
@@ -79,7 +74,7 @@ def _issue(
     requests: list[CreditRequest] | None,
 ) -> CreditNote:
     """The one way a credit note comes to be; the caller holds the invoice row lock."""
-    if invoice.status not in CREDITABLE:
+    if invoice.status not in Invoice.BILLED:
         raise Conflict("Only a finalized invoice can be credited.", code="invoice_not_creditable")
     if reason not in CreditNote.Reason.values:
         raise InvalidInput(
@@ -193,7 +188,7 @@ def invoice_void(*, actor: Actor, invoice: Invoice, reason: str) -> Invoice:
     """Void a finalized invoice that was never paid; what is left to credit on it is
     credited by a matching credit note."""
     invoice = _locked_invoice(invoice)
-    if invoice.status not in NEVER_PAID:
+    if invoice.status not in Invoice.NEVER_PAID:
         raise Conflict(
             f"Only a finalized, unpaid invoice can be voided (this one is {invoice.status}).",
             code="invoice_not_voidable",
@@ -233,8 +228,16 @@ def dispute_open(*, actor: User, invoice_line: InvoiceLine, message: str) -> Dis
     invoice = invoice_line.invoice
     if membership is None or membership.customer_id != invoice.customer_id:
         raise Forbidden("Only the invoice's customer can dispute it.")
-    if invoice.status not in CREDITABLE:
+    if not role_allows(membership.role, Ability.DISPUTE_INVOICES):
+        raise Forbidden("Your role cannot dispute invoices.")
+    if invoice.status not in Invoice.BILLED:
         raise Conflict("Only a finalized invoice can be disputed.", code="invoice_not_disputable")
+    if not line_disputable(invoice, invoice_line):
+        raise Conflict(
+            "Only a line that charges an amount can be disputed.",
+            code="line_not_disputable",
+            field="line",
+        )
     if not message.strip():
         raise InvalidInput("Tell us what looks wrong.", field="message")
     try:

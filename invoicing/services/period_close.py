@@ -44,9 +44,6 @@ from .subscriptions import period_end_after
 
 logger = logging.getLogger(__name__)
 
-# Finalized and not void: what was billed (and stays billed).
-FINAL_BILLED = ("open", "paid", "payment_failed", "uncollectible")
-
 
 # Additive meters only: a late event adds to them. A late reading of a gauge or maximum
 # can lower an invoiced figure; those stay with the batch track and finance.
@@ -78,7 +75,7 @@ def _late_usage_lines(
     earlier = (
         InvoiceLine.objects.filter(
             invoice__subscription=invoice.subscription_id,
-            invoice__status__in=FINAL_BILLED,
+            invoice__status__in=Invoice.BILLED,
             kind=InvoiceLine.Kind.USAGE,
             meter__aggregation__in=LATE_ADJUSTABLE,
             meter__code__in={name for name, _ in touched},
@@ -101,7 +98,7 @@ def _late_usage_lines(
             track="batch",
             late_received_before=received_before,
         )
-        adjusted = line.adjustments.filter(invoice__status__in=FINAL_BILLED).exclude(
+        adjusted = line.adjustments.filter(invoice__status__in=Invoice.BILLED).exclude(
             invoice_id=invoice.pk
         )
         billed = line.quantity + sum((a.quantity for a in adjusted), Decimal(0))

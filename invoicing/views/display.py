@@ -14,7 +14,7 @@ from django.urls import reverse
 from ..currency import format_money, minor_unit_exponent
 from ..forms import DisputeForm
 from ..models import Dispute, Invoice, InvoiceLine
-from ..services.corrections import CREDITABLE
+from ..selectors import line_disputable
 
 # Lines whose figure comes from raw events: they can be drilled down to them.
 EVENT_KINDS = (InvoiceLine.Kind.USAGE, InvoiceLine.Kind.LATE_USAGE)
@@ -116,7 +116,7 @@ def line_row(
         if line.kind in EVENT_KINDS and line.meter_id is not None:
             row.events_url = reverse("billing:line_events", kwargs=kwargs)
         row.dispute_url = reverse("billing:line_dispute", kwargs=kwargs)
-        row.disputable = can_dispute and invoice.status in CREDITABLE
+        row.disputable = can_dispute and line_disputable(invoice, line)
         row.form = form or DisputeForm(line_id=line.pk)
     return row
 

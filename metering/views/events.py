@@ -135,7 +135,13 @@ def csv_copy_statement(events: QuerySet[UsageEvent]) -> tuple[str, tuple]:
             SELECT {_ISO_UTC.format(column='e."timestamp"')} AS "timestamp",
                    {_ISO_UTC.format(column="e.received_at")} AS received_at,
                    e.event_name,
-                   e.idempotency_key,
+                   -- The integrator's key is free text: one a spreadsheet would run as
+                   -- a formula gets a leading quote (OWASP's CSV injection advice).
+                   -- Event names start with a letter, properties with a brace.
+                   CASE WHEN left(e.idempotency_key, 1)
+                             IN ('=', '+', '-', '@', chr(9), chr(13))
+                        THEN '''' || e.idempotency_key
+                        ELSE e.idempotency_key END AS idempotency_key,
                    e.properties::text AS properties,
                    CASE WHEN e.late THEN 'true' ELSE 'false' END AS late,
                    CASE WHEN e.voided_at IS NULL THEN 'false' ELSE 'true' END AS voided

@@ -178,6 +178,23 @@ def test_only_the_invoices_customer_can_dispute_it(invoice, customer_b):
         )
 
 
+def test_only_roles_that_may_dispute_can_and_only_lines_that_charge(invoice, customer_a):
+    developer = MembershipFactory(customer=customer_a, role="developer")
+    with pytest.raises(Forbidden):
+        services.dispute_open(
+            actor=developer.user, invoice_line=lines(invoice)["usage"], message="not my call"
+        )
+    finance = MembershipFactory(customer=customer_a, role="finance")
+    with pytest.raises(Conflict) as refused:
+        services.dispute_open(
+            actor=finance.user, invoice_line=lines(invoice)["discount"], message="more off?"
+        )
+    assert refused.value.code == "line_not_disputable"
+    assert not Dispute.objects.exists()
+    services.dispute_open(actor=finance.user, invoice_line=lines(invoice)["usage"], message="Hm")
+    assert Dispute.objects.count() == 1
+
+
 @pytest.mark.parametrize("reason", ["invoice_voided", "dispute_accepted"])
 def test_flow_reasons_cannot_be_used_for_a_plain_credit_note(invoice, reason):
     with pytest.raises(InvalidInput) as refused:

@@ -27,7 +27,6 @@ from invoicing.models import (
     Subscription,
     SubscriptionPhase,
 )
-from invoicing.services.period_close import FINAL_BILLED
 from metering.demo import seed_usage
 from metering.models import EventKey
 
@@ -70,7 +69,7 @@ def snapshot():
     return {model.__name__: model.objects.count() for model in MODELS} | {
         "Dispute": Dispute.objects.count(),
         "held": Invoice.objects.filter(status=Invoice.Status.HELD).count(),
-        "final": Invoice.objects.filter(status__in=FINAL_BILLED).count(),
+        "final": Invoice.objects.filter(status__in=Invoice.BILLED).count(),
     }
 
 
@@ -120,7 +119,7 @@ def test_every_customer_is_subscribed_and_billed_a_finalized_history(customers):
         assert customer.invoices.exists(), customer
     assert len(anchors) >= 4
 
-    finalized = Invoice.objects.filter(status__in=(*FINAL_BILLED, "void"))
+    finalized = Invoice.objects.filter(status__in=(*Invoice.BILLED, "void"))
     assert finalized.count() == counts["invoices finalized"] >= len(customers)
     numbers = list(finalized.values_list("number", flat=True))
     assert all(n and n.startswith("INV-2026-") for n in numbers)
@@ -184,7 +183,7 @@ def test_corrections_and_the_held_invoice_are_in_the_demo(customers):
 
     dispute = Dispute.objects.get()
     northwind = Customer.objects.get(external_id="acct-northwind-traders")
-    latest = northwind.invoices.filter(status__in=FINAL_BILLED).order_by("-period_start").first()
+    latest = northwind.invoices.filter(status__in=Invoice.BILLED).order_by("-period_start").first()
     assert dispute.status == Dispute.Status.OPEN
     assert dispute.opened_by.email == "lukas.haddad@northwind-traders.example"
     assert dispute.invoice_line.invoice == latest

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 import stripe
+from django.db import IntegrityError, transaction
 from django.test import Client, override_settings
 
 from accounts.models import AuditLog
@@ -180,6 +181,15 @@ def test_each_transition(invoice, client, settings, fake_stripe_server, type):
             expected = "ignored"
         assert outcome.startswith(expected), (before, outcome)
         assert AuditLog.objects.filter(action__in=AUDITED).count() == audits + (before != after)
+
+
+def test_a_stripe_invoice_belongs_to_one_invoice_only(invoice, customer_b):
+    """The database keeps the link one-to-one (and indexes the webhook's lookup)."""
+    other = finalized_invoice(customer_b)
+    Invoice.objects.filter(pk=invoice.pk).update(stripe_invoice_id="in_shared")
+    Invoice.objects.filter(pk=other.pk).update(stripe_invoice_id="")  # unpushed: any number
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Invoice.objects.filter(pk=other.pk).update(stripe_invoice_id="in_shared")
 
 
 def test_the_transition_table_is_what_the_tests_cover():

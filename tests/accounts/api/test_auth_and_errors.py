@@ -167,6 +167,24 @@ def test_unknown_url_under_the_api_is_a_json_404(operator_token, method, url):
     assert_error(getattr(api(operator_token), method)(url), 404, "not_found")
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/customers/al%00pha", "/api/v1/meters/api%00call", "/api/v1/plans/gro%00wth"],
+)
+def test_a_name_with_a_nul_in_the_path_is_a_json_404_on_every_route(
+    customer_a, operator_token, url
+):
+    # PostgreSQL text never holds NUL: the lookup would fail with a 500 (one guard for all).
+    assert_error(api(operator_token).get(url), 404, "not_found")
+    assert_error(api(operator_token).post(url, {}, format="json"), 404, "not_found")
+
+
+def test_a_nul_in_a_portal_path_is_the_sites_404(client):
+    response = client.get("/billing/invoices/1%00")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
 def test_unknown_url_answers_404_even_without_a_key():
     assert_error(api().get("/api/v1/nope"), 404, "not_found")
 

@@ -147,6 +147,11 @@ def test_a_taken_plan_code_is_a_conflict(growth):
         ({"code": "has space", "name": "X", "currency": "USD"}, "invalid", "code"),
         ({"code": "x", "name": "X", "currency": "XXX"}, "invalid_choice", "currency"),
         ({"code": "x", "currency": "USD"}, "required", "name"),
+        (
+            {"code": "x", "name": "X\x00", "currency": "USD"},
+            "null_characters_not_allowed",
+            "name",
+        ),
     ],
 )
 def test_bad_plans_are_refused_by_name(db, body, code, field):
@@ -195,6 +200,22 @@ def test_bad_plans_are_refused_by_name(db, body, code, field):
             {"interval": "month", "components": [GRADUATED, GRADUATED]},
             "duplicate_meter",
             "components",
+        ),
+        # PostgreSQL text never holds NUL: refused by name, not a 500.
+        (
+            {"interval": "month", "components": [{**flat("1"), "description": "a\x00b"}]},
+            "null_characters_not_allowed",
+            "components[0].description",
+        ),
+        (
+            {"interval": "month", "components": [{**GRADUATED, "meter": "api\x00call"}]},
+            "invalid",
+            "components[0].meter",
+        ),
+        (
+            {"interval": "month", "components": [flat("1")], "notes": "\x00"},
+            "null_characters_not_allowed",
+            "notes",
         ),
     ],
 )

@@ -11,6 +11,8 @@ from accounts.roles import _ABILITIES, Ability, Role
 from invoicing import services
 from invoicing.models import Dispute
 from tests.accounts.portal.helpers import HTMX, member, signed_in
+from tests.invoicing.factories import flat, plan_version, subscribe
+from tests.invoicing.portal.conftest import OCT, close_and_finalize
 
 pytestmark = pytest.mark.django_db
 
@@ -129,6 +131,23 @@ def test_an_empty_message_is_a_field_error(client, owner_a, billed_a, message):
     assert not Dispute.objects.exists()
 
 
+def test_only_lines_that_charge_offer_a_dispute(client, owner_a, customer_a):
+    version = plan_version(
+        code="discounted", components=[flat("99.00"), {"kind": "percent_discount", "percent": "10"}]
+    )
+    invoice = close_and_finalize(subscribe(customer_a, version, at=OCT))
+    fee, discount = invoice.lines.order_by("position")
+    assert (fee.amount_minor, discount.amount_minor) == (9900, -990)
+    signed_in(client, owner_a)
+
+    page = client.get(invoice_url(fee)).content.decode()
+    assert page.count("<textarea") == 1  # the fee's form; none for the discount
+    response = client.post(dispute_url(discount), {"message": "More off?"}, headers=HTMX)
+    assert response.status_code == 422
+    assert "Only a line that charges an amount can be disputed." in response.content.decode()
+    assert not Dispute.objects.exists()
+
+
 def test_a_void_invoice_cannot_be_disputed_and_says_why(client, owner_a, billed_a):
     services.invoice_void(actor=None, invoice=billed_a.invoice, reason="Billed twice")
     signed_in(client, owner_a)
@@ -197,9 +216,10 @@ def test_owners_admins_and_finance_may_dispute(client, customer_a, billed_a, rol
 def test_a_role_that_sees_invoices_but_may_not_dispute_sees_no_form(
     client, finance_a, billed_a, monkeypatch
 ):
+    services.dispute_open(actor=finance_a.user, invoice_line=billed_a.flat_line, message="Hm")
+    # Then the role loses the ability (the dispute it opened stays).
     monkeypatch.setitem(_ABILITIES, Role.FINANCE, frozenset({Ability.VIEW_INVOICES}))
     signed_in(client, finance_a)
-    services.dispute_open(actor=finance_a.user, invoice_line=billed_a.flat_line, message="Hm")
 
     for url in (events_url(billed_a.usage_line), invoice_url(billed_a.usage_line)):
         page = client.get(url).content.decode()

@@ -81,6 +81,18 @@ def test_csv_marks_void_and_late_events(client, owner_a, sample, customer_a):
     assert (rows["call-1"]["late"], rows["call-1"]["voided"]) == ("false", "false")
 
 
+def test_keys_a_spreadsheet_would_run_as_formulas_are_defused(client, owner_a, customer_a):
+    api_calls_meter()
+    keys = ['=HYPERLINK("http://evil.example")', "+1+1", "-2", "@SUM(A1)", "\tcmd", "plain-1"]
+    send(
+        *(at(customer_a, key, "api_call", T0 + timedelta(minutes=i)) for i, key in enumerate(keys))
+    )
+
+    rows = rows_of(signed_in(client, owner_a).get(EXPORT))
+
+    assert [r["idempotency_key"] for r in rows] == [f"'{key}" for key in keys[:-1]] + ["plain-1"]
+
+
 def test_csv_exports_exactly_the_filtered_set(client, owner_a, sample):
     signed_in(client, owner_a)
 
