@@ -25,7 +25,7 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("invoicing", "invoice", ("view", "change")),
         ("invoicing", "invoiceline", ("view",)),
         ("invoicing", "invoiceusagecheck", ("view",)),
-        ("invoicing", "creditnote", ("view",)),
+        ("invoicing", "creditnote", ("view", "change")),  # change: the Stripe resync action
         ("invoicing", "creditnoteline", ("view",)),
         ("invoicing", "dispute", ("view", "change")),
     ],
@@ -56,7 +56,7 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("invoicing", "invoice", ("view",)),
         ("invoicing", "invoiceline", ("view",)),
         ("invoicing", "invoiceusagecheck", ("view",)),
-        ("invoicing", "creditnote", ("view",)),
+        ("invoicing", "creditnote", ("view", "change")),  # change: the Stripe resync action
         ("invoicing", "creditnoteline", ("view",)),
         ("invoicing", "dispute", ("view",)),
     ],

@@ -504,9 +504,26 @@ class CreditNoteAdmin(ServiceAdmin):
         "issued_by",
         "stripe_credit_note_id",
         "stripe_synced_at",
+        "stripe_last_error",
     ]
     readonly_fields = fields
     inlines = [CreditNoteLineInline]
+    actions = ["resync_stripe"]
+
+    @admin.action(description="Resync to Stripe", permissions=["change"])
+    def resync_stripe(self, request, queryset):
+        """Retry the push after a person dealt with a refusal (a sync skips synced notes)."""
+        from ..tasks import credit_note_stripe_sync  # Celery tasks import the services
+
+        unsynced = list(queryset.filter(stripe_credit_note_id=""))
+        for note in unsynced:
+            credit_note_stripe_sync.delay(note.pk)
+        if unsynced:
+            names = ", ".join(str(note) for note in unsynced)
+            messages.success(request, f"Stripe sync queued: {names}.")
+        else:
+            messages.error(request, "The selected credit notes are in Stripe already.")
+        return self.done(request)
 
     @admin.display(description="Total", ordering="total_minor")
     def total(self, note):

@@ -225,6 +225,8 @@ class CreditNote(models.Model):
     issued_by = models.CharField(max_length=200, help_text="Who, as it read at the time.")
     stripe_credit_note_id = models.CharField(max_length=64, blank=True)
     stripe_synced_at = models.DateTimeField(null=True, blank=True)
+    # Why the last push failed: a refusal or conflict waits for a person (the sweep skips it).
+    stripe_last_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-issued_at", "-id"]

@@ -440,23 +440,28 @@ def credit_note_stripe_sync(*, credit_note_id: int, sleep: Sleep = time.sleep) -
 
     api = _Api.from_settings(sleep)
     notes = api.client.v1.credit_notes
-    # Normally the key replays an earlier attempt's note; the search covers a forgotten key.
-    remote = next(
-        (
-            found
-            for found in api.each(notes.list, {"invoice": invoice.stripe_invoice_id})
-            if found["metadata"].get("meterbook_credit_note") == str(note.pk)
-        ),
-        None,
-    )
-    if remote is None:
-        remote = api.call(
-            notes.create,
-            _credit_note_params(note, invoice.stripe_invoice_id),
-            idempotency_key("credit_note", note.pk, "create"),
+    try:
+        # Normally the key replays an earlier attempt's note; the search covers a
+        # forgotten key.
+        remote = next(
+            (
+                found
+                for found in api.each(notes.list, {"invoice": invoice.stripe_invoice_id})
+                if found["metadata"].get("meterbook_credit_note") == str(note.pk)
+            ),
+            None,
         )
+        if remote is None:
+            remote = api.call(
+                notes.create,
+                _credit_note_params(note, invoice.stripe_invoice_id),
+                idempotency_key("credit_note", note.pk, "create"),
+            )
+    except DomainError as error:  # recorded for finance, never swallowed
+        CreditNote.objects.filter(pk=note.pk).update(stripe_last_error=_error_text(error))
+        raise
     CreditNote.objects.filter(pk=note.pk, stripe_credit_note_id="").update(
-        stripe_credit_note_id=remote["id"], stripe_synced_at=timezone.now()
+        stripe_credit_note_id=remote["id"], stripe_synced_at=timezone.now(), stripe_last_error=""
     )
     note.refresh_from_db()
     if note.stripe_credit_note_id != remote["id"]:
@@ -507,9 +512,12 @@ def stripe_sync_pending() -> tuple[list[int], list[int]]:
         .exclude(
             Q(reason=CreditNote.Reason.INVOICE_VOIDED) | Q(invoice__status=Invoice.Status.VOID)
         )
-        # A note's sync pushes its invoice first: same rule as for the invoice itself.
+        # A note's sync pushes its invoice first: same rule as for the invoice itself,
+        # and for the note's own refusals.
         .exclude(invoice__stripe_last_error__startswith=StripeRejected.__name__)
         .exclude(invoice__stripe_last_error__startswith=StripeSyncConflict.__name__)
+        .exclude(stripe_last_error__startswith=StripeRejected.__name__)
+        .exclude(stripe_last_error__startswith=StripeSyncConflict.__name__)
     )
     return (
         list(invoices.order_by("pk").values_list("pk", flat=True)),

@@ -400,6 +400,35 @@ def test_resync_to_stripe_enqueues_the_sync_task_for_finalized_invoices(
     assert any("Not finalized, left out" in m for m in texts)
 
 
+def test_resync_to_stripe_enqueues_credit_notes_not_in_stripe_yet(finance, final, monkeypatch):
+    from invoicing import tasks
+
+    fee = lines(final)["flat_fee"]
+    pushed, refused = (
+        services.credit_note_issue(
+            actor=None,
+            invoice=final,
+            reason="goodwill",
+            memo=memo,
+            lines=[services.CreditRequest(fee.pk, 100)],
+        )
+        for memo in ("pushed", "refused by Stripe")
+    )
+    CreditNote.objects.filter(pk=pushed.pk).update(stripe_credit_note_id="cn_1")
+    CreditNote.objects.filter(pk=refused.pk).update(
+        stripe_last_error="StripeRejected (stripe_rejected): invoice is uncollectible"
+    )
+    queued = []
+    monkeypatch.setattr(tasks.credit_note_stripe_sync, "delay", queued.append)
+
+    page = finance.get(url("creditnote", "change", refused.pk)).text
+    assert "invoice is uncollectible" in page
+    response = act(finance, "creditnote", "resync_stripe", [pushed, refused])
+
+    assert response.status_code == 302 and queued == [refused.pk]
+    assert f"Stripe sync queued: {refused.number}." in message_texts(response)
+
+
 # --- Disputes -----------------------------------------------------------------------------
 
 

@@ -7,9 +7,10 @@ import pytest
 from django.db import connection
 
 from invoicing import services
-from invoicing.models import Invoice, StripeCustomer
+from invoicing.models import CreditNote, Invoice, StripeCustomer
 from invoicing.services import CreditRequest, stripe_sync
 from invoicing.services.stripe_sync import StripeSyncConflict
+from invoicing.stripe_gateway import StripeRejected
 from tests.accounts.factories import CustomerFactory
 from tests.invoicing.factories import flat, plan_version, subscribe
 from tests.invoicing_stripe.test_sync import FINALIZED_AT, NOV, OCT, finalized_invoice
@@ -138,3 +139,28 @@ def test_no_transaction_is_open_while_stripe_creates_the_customer(
 
     assert seen == [(f"meterbook:customer:{customer_a.pk}:create", False)]
     assert StripeCustomer.objects.get(customer=customer_a) == record
+
+
+def test_a_refused_credit_note_is_recorded_and_left_for_a_person(stripe_env, monkeypatch):
+    monkeypatch.setattr(stripe_sync, "SWEEP_AFTER", timedelta(0))  # the note is new
+    invoice = finalized_invoice(CustomerFactory())
+    services.invoice_stripe_sync(invoice_id=invoice.pk)
+    invoice.refresh_from_db()
+    # Someone marked it uncollectible in Stripe: Stripe takes no credit notes on it now.
+    stripe_env.client().v1.invoices.mark_uncollectible(invoice.stripe_invoice_id)
+    note = services.credit_note_issue(
+        actor=None, invoice=invoice, reason="duplicate", memo="Charged twice"
+    )
+
+    with pytest.raises(StripeRejected):
+        services.credit_note_stripe_sync(credit_note_id=note.pk)
+
+    note.refresh_from_db()
+    assert note.stripe_credit_note_id == ""
+    assert note.stripe_last_error.startswith("StripeRejected")
+    assert services.stripe_sync_pending() == ([], [])  # not retried every sweep
+    # A passing outage is retried by the sweep.
+    CreditNote.objects.filter(pk=note.pk).update(
+        stripe_last_error="StripeUnavailable (stripe_unavailable): timeout"
+    )
+    assert services.stripe_sync_pending() == ([], [note.pk])
