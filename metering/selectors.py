@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from accounts.models import Customer
 from accounts.tenancy import scoped
 
+from . import hooks
 from .measuring import (
     RAW_TOTAL_COLUMN,
     UsageWindow,
@@ -396,3 +397,33 @@ def late_events_by_customer(
 def meter_list(*, include_inactive: bool = False) -> QuerySet[Meter]:
     meters = Meter.objects.all()
     return meters if include_inactive else meters.filter(is_active=True)
+
+
+@dataclass(frozen=True)
+class Period:
+    """The period the dashboard's figures cover, ``[start, end)`` in the customer's zone."""
+
+    start: datetime
+    end: datetime
+    billing: bool  # the customer's billing period; else the calendar month
+
+    @property
+    def phrase(self) -> str:
+        return "this billing period" if self.billing else "this month"
+
+
+def month_start(moment: datetime, zone: ZoneInfo, months_back: int = 0) -> datetime:
+    """Midnight on the first of the month ``months_back`` before ``moment``'s, in ``zone``."""
+    local = moment.astimezone(zone)
+    index = local.year * 12 + local.month - 1 - months_back
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=zone)
+
+
+def current_period(customer, now: datetime) -> Period:
+    """The customer's billing period containing ``now``, else the calendar month."""
+    zone = ZoneInfo(customer.timezone)
+    found = hooks.billing_period(customer, now)
+    if found is not None:
+        start, end = found
+        return Period(start.astimezone(zone), end.astimezone(zone), billing=True)
+    return Period(month_start(now, zone), month_start(now, zone, months_back=-1), billing=False)

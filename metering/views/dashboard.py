@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.views.mixins import PortalView
 
-from .. import charts, hooks, selectors
+from .. import charts, selectors
 from ..models import Meter
 from . import wants_fragment
 
@@ -38,19 +38,6 @@ AGGREGATION_NOTES = {
     Meter.Aggregation.UNIQUE_COUNT: "Distinct {period}",
     Meter.Aggregation.LATEST: "Latest reading {period}",
 }
-
-
-@dataclass(frozen=True)
-class Period:
-    """The period the dashboard's figures cover, ``[start, end)`` in the customer's zone."""
-
-    start: datetime
-    end: datetime
-    billing: bool  # the customer's billing period; else the calendar month
-
-    @property
-    def phrase(self) -> str:
-        return "this billing period" if self.billing else "this month"
 
 
 @dataclass
@@ -83,23 +70,6 @@ class MeterPanel:
     breakdowns: list[Breakdown] = field(default_factory=list)
 
 
-def month_start(moment: datetime, zone: ZoneInfo, months_back: int = 0) -> datetime:
-    """Midnight on the first of the month ``months_back`` before ``moment``'s, in ``zone``."""
-    local = moment.astimezone(zone)
-    index = local.year * 12 + local.month - 1 - months_back
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=zone)
-
-
-def current_period(customer, now: datetime) -> Period:
-    """The customer's billing period containing ``now``, else the calendar month."""
-    zone = ZoneInfo(customer.timezone)
-    found = hooks.billing_period(customer, now)
-    if found is not None:
-        start, end = found
-        return Period(start.astimezone(zone), end.astimezone(zone), billing=True)
-    return Period(month_start(now, zone), month_start(now, zone, months_back=-1), billing=False)
-
-
 def _breakdown(meter: Meter, points: list[selectors.UsagePoint], dimension: str) -> Breakdown:
     points = [p for p in points if p.value]
     additive = charts.is_additive(meter)
@@ -118,12 +88,12 @@ def _breakdown(meter: Meter, points: list[selectors.UsagePoint], dimension: str)
 
 
 def meter_panel(
-    *, customer, meter: Meter, now: datetime, period: Period | None = None
+    *, customer, meter: Meter, now: datetime, period: selectors.Period | None = None
 ) -> MeterPanel:
     zone = ZoneInfo(customer.timezone)
-    period = period or current_period(customer, now)
+    period = period or selectors.current_period(customer, now)
     period_start, period_end = period.start, period.end
-    history_start = month_start(now, zone, months_back=HISTORY_MONTHS - 1)
+    history_start = selectors.month_start(now, zone, months_back=HISTORY_MONTHS - 1)
 
     total = selectors.usage_total(customer=customer, meter=meter, start=period_start, end=now)
     daily = selectors.usage_series(
@@ -164,7 +134,7 @@ def meter_panel(
         ]
     if panel.has_history:
         panel.history_chart = charts.history_chart(
-            meter=meter, series=monthly, current_month=month_start(now, zone)
+            meter=meter, series=monthly, current_month=selectors.month_start(now, zone)
         )
     return panel
 
@@ -175,7 +145,7 @@ class UsageDashboardView(PortalView):
     def get(self, request):
         now = timezone.now()
         customer = self.customer
-        period = current_period(customer, now)
+        period = selectors.current_period(customer, now)
         meters = list(selectors.meter_list())
         context = {
             "panels": [

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from invoicing.apps import current_billing_period
 from metering import hooks, selectors
-from metering.views.dashboard import current_period, month_start
+from metering.selectors import current_period, month_start
 from tests.accounts.portal.helpers import signed_in
 from tests.invoicing.factories import subscribe
 from tests.invoicing.portal.conftest import NOV, OCT

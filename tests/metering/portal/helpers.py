@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from metering.ingest import events_ingest
-from metering.views.dashboard import month_start
+from metering.selectors import month_start
 from tests.metering.factories import event
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.roles import Role
 from metering import selectors
 from metering.charts import format_quantity
-from metering.views.dashboard import month_start
+from metering.selectors import month_start
 from tests.accounts.portal.helpers import HTMX, member, signed_in
 from tests.metering.factories import (
     MeterFactory,

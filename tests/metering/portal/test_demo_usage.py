@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.management.commands.seed_demo import demo_plan
 from metering import demo, selectors
 from metering.models import EventKey, Meter, UsageEvent
-from metering.views.dashboard import month_start
+from metering.selectors import month_start
 from tests.accounts.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
