@@ -314,3 +314,10 @@ INVITATION_TTL_DAYS = env_value("INVITATION_TTL_DAYS", env.int, default=7)
 STRIPE_API_KEY = env_value("STRIPE_API_KEY", env.str, default="")
 STRIPE_API_BASE = env_value("STRIPE_API_BASE", env.str, default="")
 STRIPE_WEBHOOK_SECRET = env_value("STRIPE_WEBHOOK_SECRET", env.str, default="")
+
+# --- Alerts: outbound deliveries ---------------------------------------------------------
+# Customer webhook/Slack/Teams URLs may never reach loopback, private, link-local or metadata
+# addresses; these CIDRs are the only exceptions (tests list their loopback receivers).
+ALERTS_OUTBOUND_ALLOWED_NETWORKS = env_value(
+    "ALERTS_OUTBOUND_ALLOWED_NETWORKS", env.list, default=[]
+)

@@ -24,3 +24,7 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
     "DEFAULT_THROTTLE_RATES": {"events": "100000/s", "api": "100000/s"},
 }
+
+# --- Alerts: outbound deliveries ---------------------------------------------------------
+# Tests' webhook receivers listen on loopback; the SSRF tests set this back to [].
+ALERTS_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
