@@ -12,6 +12,7 @@ import ipaddress
 import socket
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .outcome import OutboundRefused
 
@@ -32,10 +33,13 @@ _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 
 def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """The operator's exceptions (tests: their loopback receivers). Default: none."""
-    return [
-        ipaddress.ip_network(cidr, strict=False)
-        for cidr in getattr(settings, "ALERTS_OUTBOUND_ALLOWED_NETWORKS", [])
-    ]
+    try:
+        return [
+            ipaddress.ip_network(cidr, strict=False)
+            for cidr in getattr(settings, "ALERTS_OUTBOUND_ALLOWED_NETWORKS", [])
+        ]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"ALERTS_OUTBOUND_ALLOWED_NETWORKS: {exc}") from exc
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -71,10 +75,10 @@ def _block_reason(ip: IPAddress) -> str | None:
         return "shared"
     if ip.version == 6 and (ip.is_site_local or ip in _NAT64_LOCAL):
         return "private"
+    if ip.is_reserved:  # before is_private, which also lists 240.0.0.0/4
+        return "reserved"
     if ip.is_private:
         return "private"
-    if ip.is_reserved:
-        return "reserved"
     if not ip.is_global:  # documentation, benchmarking and other special ranges
         return "not_global"
     return None
@@ -91,9 +95,7 @@ def check_address(ip: IPAddress | str) -> None:
     if ip.version == 6 and ip.ipv4_mapped is not None:
         # On the wire this is plain IPv4: judge it as such (allow-list included).
         return check_address(ip.ipv4_mapped)
-    reason = _block_reason(ip)
-    if reason:
-        raise OutboundRefused(f"blocked_{reason}", f"{ip} is a {reason} address")
+    # The IPv4 inside comes first: it names where the packet would really go.
     if ip.version == 6:
         for inner in _embedded_ipv4(ip):
             inner_reason = _block_reason(inner)
@@ -102,6 +104,9 @@ def check_address(ip: IPAddress | str) -> None:
                     f"blocked_{inner_reason}",
                     f"{ip} embeds {inner}, a {inner_reason} address",
                 )
+    reason = _block_reason(ip)
+    if reason:
+        raise OutboundRefused(f"blocked_{reason}", f"{ip} is a {reason} address")
     return None
 
 
