@@ -29,17 +29,17 @@ PATHS = 2000
 TREND_WINDOW = 28  # days the level and trend are fitted on: recent behaviour wins
 SEASON_WINDOW = 56  # days the weekday pattern is estimated on (8 weeks)
 MIN_DAYS_FOR_WEEKDAYS = 14  # two of each weekday before we believe a pattern
-DAMPING = 0.985  # trend damping per day: far days get less than a straight-line trend
-SPIKE_SIGMAS = 3.5  # a residual this many robust sigmas out is a spike, not the level
-SPIKE_PRIOR_DAYS = 28  # spike rate = spikes / (days + this): shrunk toward "no spikes"
+DAMPING = 0.99  # trend damping per day: far days get less than a straight-line trend
+SPIKE_SIGMAS = 3.0  # a residual this many robust sigmas out is a spike, not the level
+SPIKE_PRIOR_DAYS = 14  # spike rate = spikes / (days + this): shrunk toward "no spikes"
 PERSISTENCE_PRIOR = 0.5  # day-to-day persistence assumed before the history shows its own
 PERSISTENCE_PRIOR_DAYS = 7  # ... weighted like this many days of residuals
 MIN_LOG_NOISE = 0.05  # floor on the log-scale noise: no history is that certain
 NEW_ACCOUNT_NOISE = 0.3  # prior noise for very short histories, faded out by ~3 weeks
-SPREAD = 1.5  # multiplier on parameter uncertainty (calibrated in bench/forecast_calibration)
-# Prior on the log growth per day: few meters sustain more than ~3%/day for weeks, so a short
+SPREAD = 2.0  # multiplier on parameter uncertainty (calibrated in bench/forecast_calibration)
+# Prior on the log growth per day: few meters sustain more than ~4%/day for weeks, so a short
 # history's wild slope is pulled toward "flat" (precision-weighted, as a normal prior does).
-GROWTH_PRIOR = 0.02
+GROWTH_PRIOR = 0.04
 
 Number = Decimal | float | int
 
@@ -237,6 +237,7 @@ def _simulate(
     sxx = float(np.sum((t - t.mean()) ** 2)) or 1.0
     se_level = SPREAD * inflate * sigma * np.sqrt(1 / m + (m - 1 - t.mean()) ** 2 / sxx)
     se_slope = SPREAD * inflate * sigma / np.sqrt(sxx)
+    slope_fitted = slope
     shrink = GROWTH_PRIOR**2 / (GROWTH_PRIOR**2 + se_slope**2)
     slope, se_slope = slope * shrink, se_slope * np.sqrt(shrink)
     dof = max(m - 2, 2)
@@ -247,10 +248,16 @@ def _simulate(
     damped = np.cumsum(DAMPING**steps)  # sum of phi^j: the trend fades instead of running on
     future_weekdays = (last_day.weekday() + steps) % 7
     noise = _wander(calm, rho, sigma, horizon, paths, rng)
-    if spiky.any():
-        # One spike in a month is read as one in two: a lone incident may not recur.
-        hits = rng.random((paths, horizon)) < spiky.sum() / (m + SPIKE_PRIOR_DAYS)
-        noise += np.where(hits, rng.choice(centred[spiky], size=(paths, horizon)), 0.0)
+    # Spike rate and sizes from the longer window (the line carried back): spikes are rare.
+    if m >= 10:
+        back = np.arange(m - recent.size, m, dtype=float)
+        long = z_all - season[weekdays_all] - intercept - slope_fitted * back - np.median(resid)
+        spikes = long[np.abs(long) > SPIKE_SIGMAS * sigma]
+        if spikes.size:
+            # Shrunk toward "no spikes": a lone incident in two months may not recur.
+            rate = spikes.size / (recent.size + SPIKE_PRIOR_DAYS)
+            hits = rng.random((paths, horizon)) < rate
+            noise += np.where(hits, rng.choice(spikes, size=(paths, horizon)), 0.0)
     log_rate = levels + slopes * damped + season[future_weekdays] + noise
     daily = np.maximum(np.exp(log_rate) - offset, 0.0)
 
