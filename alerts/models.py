@@ -1,4 +1,100 @@
-"""alerts models arrive with their issue.
+"""Caps: the customer's hard limits on a meter's usage per billing period.
 
-The app is registered now so migrations and imports are stable.
+A ``Cap`` is the customer's setting. What it has let through in one billing period lives in
+one ``CapWindow`` row — the limit in force, recorded usage and live reservations — which
+``authorize``, ingestion and a cap change each update with one statement, so concurrent
+requests can never take more than the cap between them and a lowered cap holds for every
+request after it (they all queue on that row's lock). A ``CapReservation`` is one
+authorized quantity not yet consumed; it expires if no usage consumes it.
 """
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from accounts.models import Customer
+from metering.models import Meter
+from metering.models.rollups import QUANTITY
+
+
+class Cap(models.Model):
+    TENANT_PATH = "customer"
+
+    class OnExceed(models.TextChoices):
+        REJECT = "reject", "Reject the events past the cap"
+        FLAG = "flag", "Accept the events past the cap and flag them"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="caps")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="caps")
+    limit = models.DecimalField(**QUANTITY, help_text="Units of the meter per billing period.")
+    on_exceed = models.CharField(max_length=8, choices=OnExceed.choices, default=OnExceed.REJECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "meter"], name="cap_one_per_meter"),
+            models.CheckConstraint(condition=Q(limit__gte=0), name="cap_limit_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.customer}: {self.meter.code} capped at {self.limit.normalize():f}"
+
+
+class CapWindow(models.Model):
+    """A cap's billing period: what ingestion recorded and what ``authorize`` reserved."""
+
+    TENANT_PATH = "cap__customer"
+
+    cap = models.ForeignKey(Cap, on_delete=models.CASCADE, related_name="windows")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    limit = models.DecimalField(**QUANTITY, help_text="The cap's limit, as of its last change.")
+    used = models.DecimalField(**QUANTITY, default=Decimal(0))
+    reserved = models.DecimalField(**QUANTITY, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cap", "period_start"], name="cap_window_per_period"),
+            models.CheckConstraint(
+                condition=Q(used__gte=0) & Q(reserved__gte=0), name="cap_window_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=F("period_start")), name="cap_window_period_order"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.cap} from {self.period_start:%Y-%m-%d}"
+
+
+class CapReservation(models.Model):
+    """An authorized quantity; ``remaining`` of it is held until consumed or expired."""
+
+    TENANT_PATH = "window__cap__customer"
+
+    window = models.ForeignKey(CapWindow, on_delete=models.CASCADE, related_name="reservations")
+    quantity = models.DecimalField(**QUANTITY)
+    remaining = models.DecimalField(**QUANTITY)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(released_at__isnull=True),
+                name="cap_reservation_live",
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0) & Q(remaining__gte=0) & Q(remaining__lte=F("quantity")),
+                name="cap_reservation_bounds",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.quantity.normalize():f} reserved until {self.expires_at:%Y-%m-%d %H:%M}"

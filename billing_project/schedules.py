@@ -86,6 +86,12 @@ SCHEDULE: list[PeriodicEntry] = [
         every=timedelta(minutes=10),
         queue="billing",
     ),
+    PeriodicEntry(
+        name="alerts: give back the units of expired cap reservations",
+        task="alerts.tasks.reservations_release_expired",
+        every=timedelta(minutes=1),
+        queue="alerts",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     # Metering first: accounts.api.urls ends with the catch-all JSON 404.
     path("api/v1/", include("metering.api.urls")),
     path("api/v1/", include("invoicing.api.urls")),
+    path("api/v1/", include("alerts.api.urls")),
     path("api/v1/", include("accounts.api.urls")),
     path("usage/", include("metering.urls")),
     path("billing/", include("invoicing.urls")),

@@ -40,7 +40,7 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class _KeyCustomerDefault:
+class KeyCustomerDefault:
     """The customer a customer key belongs to; an operator key has none and must name one."""
 
     requires_context = True
@@ -131,7 +131,7 @@ class ContactCreateInputSerializer(ContactInputSerializer):
     """A new contact: at least one channel (email or a webhook URL) is needed."""
 
     customer = CustomerReferenceField(
-        default=_KeyCustomerDefault(),
+        default=KeyCustomerDefault(),
         help_text="external_id of the contact's customer. Required for operator keys; "
         "a customer key may leave it out (its own customer).",
     )

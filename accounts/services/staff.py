@@ -28,6 +28,8 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("invoicing", "creditnote", ("view", "change")),  # change: the Stripe resync action
         ("invoicing", "creditnoteline", ("view",)),
         ("invoicing", "dispute", ("view", "change")),
+        ("alerts", "cap", ("view",)),
+        ("alerts", "capwindow", ("view",)),
     ],
     "csm": [
         ("accounts", "customer", ("view",)),

@@ -21,9 +21,11 @@ from django.utils import timezone
 from accounts.api.errors import api_not_found
 from accounts.models import ApiKey, Customer
 from accounts.scopes import ALL_SCOPES
+from alerts.models import Cap
 from invoicing import services as invoicing
 from invoicing.models import Invoice, Plan
 from metering.ingest import events_ingest
+from metering.models import Meter
 from tests.accounts.api.support import Route, api, api_routes
 from tests.accounts.factories import ContactFactory, make_api_key
 from tests.metering.factories import MeterFactory, event
@@ -104,6 +106,11 @@ def _billing_of(customer: Customer) -> dict[str, Model]:
     return {"subscription": subscription, "final": final, "draft": draft, "customer": customer}
 
 
+def _cap_of(customer: Customer) -> Cap:
+    meter = Meter.objects.filter(code=WALK_METER).first() or _meter_with_usage_of(customer)
+    return Cap.objects.get_or_create(customer=customer, meter=meter, defaults={"limit": 100})[0]
+
+
 def _billing(part: str) -> Callable[[Customer], Model]:
     return lambda customer: _billing_of(customer)[part]
 
@@ -173,6 +180,11 @@ OBJECT_ROUTES: dict[str, ObjectRoute] = {
         make=_billing("final"),
         kwargs=lambda obj: {"invoice_id": obj.pk},
         change={"reason": "Taken over"},
+    ),
+    "api/v1/caps/<int:cap_id>": ObjectRoute(
+        make=_cap_of,
+        kwargs=lambda obj: {"cap_id": obj.pk},
+        change={"limit": "1"},
     ),
     "api/v1/customers/<str:external_id>/upcoming-invoice": ObjectRoute(
         make=_billing("customer"),

@@ -1,0 +1,78 @@
+"""Caps and authorization over the API. Quantities pass through as sent: the services
+check them exactly (a float is refused, never rounded)."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.api.serializers import (
+    CustomerReferenceField,
+    KeyCustomerDefault,
+    StrictInputSerializer,
+)
+from invoicing.api.serializers import DecimalStringField
+from metering.models import Meter
+
+from ..models import Cap
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MeterReferenceField(serializers.SlugRelatedField):
+    default_error_messages = {"does_not_exist": "No meter has code {value}."}
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="code", queryset=Meter.objects.filter(is_active=True), **kwargs)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class QuantityField(serializers.Field):
+    """A quantity as a string (``"12.5"``) or an integer, checked by the service."""
+
+    def to_internal_value(self, data):
+        return data
+
+
+class AuthorizeInputSerializer(StrictInputSerializer):
+    customer = CustomerReferenceField(help_text="external_id of the customer.")
+    meter = MeterReferenceField(help_text="code of the meter.")
+    quantity = QuantityField(help_text="Units to reserve, more than zero.")
+
+
+class ReservationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    quantity = DecimalStringField()
+    expires_at = serializers.DateTimeField()
+
+
+class AuthorizationOutputSerializer(serializers.Serializer):
+    allowed = serializers.BooleanField()
+    remaining = DecimalStringField(
+        allow_null=True,
+        help_text="Units left under the cap after this request; null when the meter is "
+        "not capped for this customer.",
+    )
+    reservation = ReservationSerializer(allow_null=True)
+
+
+class CapInputSerializer(StrictInputSerializer):
+    limit = QuantityField(help_text="Units of the meter per billing period (0 or more).")
+    on_exceed = serializers.ChoiceField(choices=Cap.OnExceed.choices, required=False)
+
+
+class CapCreateInputSerializer(CapInputSerializer):
+    customer = CustomerReferenceField(
+        default=KeyCustomerDefault(),
+        help_text="external_id of the customer. Required for operator keys; a customer key "
+        "may leave it out (its own customer).",
+    )
+    meter = MeterReferenceField(help_text="code of the meter to cap.")
+
+
+class CapOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    customer = serializers.CharField(source="customer.external_id")
+    meter = serializers.CharField(source="meter.code")
+    limit = DecimalStringField()
+    on_exceed = serializers.ChoiceField(choices=Cap.OnExceed.choices)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from .views import AuthorizeApi, CapDetailApi, CapListApi
+
+app_name = "alerts_api"
+
+urlpatterns = [
+    path("authorize", AuthorizeApi.as_view(), name="authorize"),
+    path("caps", CapListApi.as_view(), name="caps"),
+    path("caps/<int:cap_id>", CapDetailApi.as_view(), name="cap"),
+]

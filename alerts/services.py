@@ -1,0 +1,182 @@
+"""Writes for caps: setting them, authorizing usage against them, releasing reservations."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.errors import InvalidInput
+from accounts.models import Customer
+from accounts.services import Actor, audit_record
+from metering import selectors as metering
+from metering.models import Meter
+
+from .models import Cap, CapReservation, CapWindow
+
+# Caps count units of additive meters: a gauge or a distinct count has no "units used".
+CAPPABLE = (Meter.Aggregation.COUNT, Meter.Aggregation.SUM)
+MAX_QUANTITY = Decimal("1e24")  # the column holds 26 digits before the point
+# The usage of an authorized request follows within seconds; this covers its retries.
+RESERVATION_TTL = timedelta(minutes=10)
+
+
+def _quantity(value, *, field: str, allow_zero: bool) -> Decimal:
+    """An exact, finite, non-negative quantity (strings or integers: a float is not exact)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidInput(f"{field} must be a number written as a string or integer.", field=field)
+    try:
+        quantity = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{field} must be a number.", field=field) from None
+    if not quantity.is_finite() or quantity < 0 or (quantity == 0 and not allow_zero):
+        least = "zero or more" if allow_zero else "more than zero"
+        raise InvalidInput(f"{field} must be {least}.", field=field)
+    if quantity >= MAX_QUANTITY or quantity != quantity.quantize(Decimal("1e-12")):
+        raise InvalidInput(f"{field} has too many digits (at most 12 decimals).", field=field)
+    return quantity
+
+
+@transaction.atomic
+def cap_set(
+    *, actor: Actor, customer: Customer, meter: Meter, limit, on_exceed: str = Cap.OnExceed.REJECT
+) -> Cap:
+    """Create or change the customer's cap on ``meter``. The new limit goes onto the
+    current and later windows in this transaction: every authorization that commits after
+    it is held to it (both update the window row, so they queue on its lock)."""
+    if meter.aggregation not in CAPPABLE:
+        raise InvalidInput(
+            f"Meter {meter.code} {meter.get_aggregation_display().lower()}s: only count and "
+            "sum meters can be capped.",
+            field="meter",
+            code="meter_not_cappable",
+        )
+    limit = _quantity(limit, field="limit", allow_zero=True)
+    if on_exceed not in Cap.OnExceed.values:
+        raise InvalidInput(
+            f"on_exceed must be one of: {', '.join(Cap.OnExceed.values)}.", field="on_exceed"
+        )
+    cap = Cap.objects.select_for_update().filter(customer=customer, meter=meter).first()
+    before = None if cap is None else {"limit": str(cap.limit), "on_exceed": cap.on_exceed}
+    if cap is None:
+        cap = Cap(customer=customer, meter=meter)
+    cap.limit, cap.on_exceed = limit, on_exceed
+    cap.save()
+    CapWindow.objects.filter(cap=cap, period_end__gt=timezone.now()).update(limit=limit)
+    audit_record(
+        actor=actor,
+        action="cap.set",
+        obj=cap,
+        customer=customer,
+        before=before,
+        after={"meter": meter.code, "limit": str(limit), "on_exceed": on_exceed},
+    )
+    return cap
+
+
+@transaction.atomic
+def cap_remove(*, actor: Actor, cap: Cap) -> None:
+    audit_record(
+        actor=actor,
+        action="cap.removed",
+        obj=cap,
+        customer=cap.customer,
+        before={"meter": cap.meter.code, "limit": str(cap.limit), "on_exceed": cap.on_exceed},
+    )
+    cap.delete()
+
+
+def _window(cap: Cap, now: datetime) -> CapWindow:
+    """The cap's window for the usage period at ``now``, opened with the cap's limit."""
+    period = metering.current_period(cap.customer, now)
+    window = CapWindow.objects.filter(cap=cap, period_start=period.start).first()
+    if window is None:
+        with transaction.atomic():
+            # Under the cap's row lock, so a concurrent cap change either sees this window
+            # (and sets its limit) or is seen by it.
+            limit = Cap.objects.select_for_update().values_list("limit", flat=True).get(pk=cap.pk)
+            window, _ = CapWindow.objects.get_or_create(
+                cap=cap,
+                period_start=period.start,
+                defaults={"period_end": period.end, "limit": limit},
+            )
+    return window
+
+
+@dataclass(frozen=True)
+class Authorization:
+    allowed: bool
+    remaining: Decimal | None  # after this request; None: the meter is not capped
+    reservation: CapReservation | None = None
+
+
+# One statement decides: it reserves only if the window stays within its limit. A request
+# waiting for the row (behind another request or a cap change) re-checks the condition on
+# the row as committed, so no interleaving lets more through than the limit in force.
+_RESERVE = """
+    UPDATE alerts_capwindow
+    SET reserved = reserved + %(quantity)s
+    WHERE id = %(window_id)s AND used + reserved + %(quantity)s <= "limit"
+    RETURNING "limit" - used - reserved
+"""
+_LEFT = """
+    SELECT greatest("limit" - used - reserved, 0) FROM alerts_capwindow WHERE id = %(window_id)s
+"""
+
+
+def authorize(
+    *, customer: Customer, meter: Meter, quantity, now: datetime | None = None
+) -> Authorization:
+    """Reserve ``quantity`` of ``meter`` for the customer if its cap allows it; the
+    reservation holds the units until usage consumes it or it expires (``RESERVATION_TTL``)."""
+    quantity = _quantity(quantity, field="quantity", allow_zero=False)
+    now = now or timezone.now()
+    cap = Cap.objects.select_related("customer").filter(customer=customer, meter=meter).first()
+    if cap is None:
+        return Authorization(allowed=True, remaining=None)
+    window = _window(cap, now)
+    params = {"quantity": quantity, "window_id": window.pk}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RESERVE, params)
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(_LEFT, params)
+            return Authorization(allowed=False, remaining=cursor.fetchone()[0].normalize())
+        reservation = CapReservation.objects.create(
+            window=window,
+            quantity=quantity,
+            remaining=quantity,
+            created_at=now,
+            expires_at=now + RESERVATION_TTL,
+        )
+    return Authorization(allowed=True, remaining=row[0].normalize(), reservation=reservation)
+
+
+# Releases every expired reservation and gives its units back to its window, in one
+# statement: a reservation is released once even if two sweeps run at the same moment.
+_RELEASE_EXPIRED = """
+    WITH due AS (
+        SELECT id, window_id, remaining FROM alerts_capreservation
+        WHERE released_at IS NULL AND expires_at <= %(now)s
+        ORDER BY id
+        FOR UPDATE SKIP LOCKED
+    ), released AS (
+        UPDATE alerts_capreservation r SET released_at = %(now)s, remaining = 0
+        FROM due WHERE r.id = due.id
+        RETURNING due.window_id, due.remaining
+    ), per_window AS (
+        SELECT window_id, sum(remaining) AS amount FROM released GROUP BY window_id
+    )
+    UPDATE alerts_capwindow w SET reserved = w.reserved - p.amount
+    FROM per_window p WHERE w.id = p.window_id
+    RETURNING w.id
+"""
+
+
+def reservations_release_expired(*, now: datetime | None = None) -> int:
+    """Give back the units of reservations no usage consumed in time; the number of
+    windows that got units back. Idempotent."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RELEASE_EXPIRED, {"now": now or timezone.now()})
+        return len(cursor.fetchall())
