@@ -11,6 +11,8 @@ from accounts.errors import InvalidInput
 from accounts.models import Customer
 from accounts.services import Actor, audit_record
 from metering import selectors as metering
+from metering.hooks import GuardVerdict, NewEvent
+from metering.ingest import event_quantity
 from metering.models import Meter
 
 from .models import Cap, CapReservation, CapWindow
@@ -87,20 +89,27 @@ def cap_remove(*, actor: Actor, cap: Cap) -> None:
     cap.delete()
 
 
+# A window opens with the cap's limit read in the same statement; a concurrent opening
+# finds the row there. (A cap change updates the windows it can see; one opened in the same
+# instant by a transaction still in flight keeps the limit it read — the next change or
+# period corrects it.)
+_OPEN_WINDOW = """
+    INSERT INTO alerts_capwindow (cap_id, period_start, period_end, "limit", used, reserved)
+    SELECT id, %(start)s, %(end)s, "limit", 0, 0 FROM alerts_cap WHERE id = %(cap_id)s
+    ON CONFLICT (cap_id, period_start) DO NOTHING
+"""
+
+
 def _window(cap: Cap, now: datetime) -> CapWindow:
-    """The cap's window for the usage period at ``now``, opened with the cap's limit."""
+    """The cap's window for the usage period at ``now``, opened if need be."""
     period = metering.current_period(cap.customer, now)
     window = CapWindow.objects.filter(cap=cap, period_start=period.start).first()
     if window is None:
-        with transaction.atomic():
-            # Under the cap's row lock, so a concurrent cap change either sees this window
-            # (and sets its limit) or is seen by it.
-            limit = Cap.objects.select_for_update().values_list("limit", flat=True).get(pk=cap.pk)
-            window, _ = CapWindow.objects.get_or_create(
-                cap=cap,
-                period_start=period.start,
-                defaults={"period_end": period.end, "limit": limit},
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _OPEN_WINDOW, {"cap_id": cap.pk, "start": period.start, "end": period.end}
             )
+        window = CapWindow.objects.get(cap=cap, period_start=period.start)
     return window
 
 
@@ -180,3 +189,87 @@ def reservations_release_expired(*, now: datetime | None = None) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_RELEASE_EXPIRED, {"now": now or timezone.now()})
         return len(cursor.fetchall())
+
+
+# --- Ingestion against caps -----------------------------------------------------------------
+
+
+def _live_reservations_consume(window: CapWindow, amount: Decimal, now: datetime) -> None:
+    """Take ``amount`` off the window's live reservations, oldest first. The caller holds
+    the window's row lock, which every writer of its reservations takes first."""
+    left = amount
+    for reservation in window.reservations.filter(released_at__isnull=True).order_by("pk"):
+        if left <= 0:
+            break
+        taken = min(reservation.remaining, left)
+        left -= taken
+        reservation.remaining -= taken
+        if reservation.remaining == 0:
+            reservation.released_at = now
+        reservation.save(update_fields=["remaining", "released_at"])
+
+
+def caps_guard(events: list[NewEvent]) -> dict[int, GuardVerdict]:
+    """Metering's ingest guard: inside the ingest transaction, hold each capped meter's
+    new usage to its cap. Usage an authorization reserved is let through (and consumes the
+    reservation); beyond that, events fit in batch order while the allowance lasts, and the
+    rest are refused, or accepted and flagged where the customer chose so. Batches for one
+    capped meter take turns on its window's row lock; uncapped usage costs one query."""
+    metered = [e for e in events if e.meter_id is not None and not e.late]
+    if not metered:
+        return {}
+    pairs = {(e.customer_id, e.meter_id) for e in metered}
+    caps = {
+        (cap.customer_id, cap.meter_id): cap
+        for cap in Cap.objects.select_related("customer", "meter").filter(
+            customer_id__in={c for c, _ in pairs}, meter_id__in={m for _, m in pairs}
+        )
+        if (cap.customer_id, cap.meter_id) in pairs
+    }
+    if not caps:
+        return {}
+    now = timezone.now()
+    # Each event counts in the window of the usage period it happened in.
+    by_window: dict[int, list[tuple[int, Decimal]]] = {}
+    latest: dict[int, CapWindow] = {}  # per cap: almost every event of a batch shares one
+    for event in metered:
+        cap = caps.get((event.customer_id, event.meter_id))
+        if cap is None:
+            continue
+        quantity = event_quantity(cap.meter, event.properties)
+        if not quantity:
+            continue
+        window = latest.get(cap.pk)
+        if window is None or not window.period_start <= event.timestamp < window.period_end:
+            window = latest[cap.pk] = _window(cap, event.timestamp)
+        by_window.setdefault(window.pk, []).append((event.index, quantity))
+    verdicts: dict[int, GuardVerdict] = {}
+    # Locked in id order: two batches touching the same windows cannot deadlock.
+    locked = CapWindow.objects.select_for_update().filter(pk__in=by_window).order_by("pk")
+    for window in locked.select_related("cap__meter"):
+        cap = window.cap
+        reserved_left = window.reserved
+        allowance = max(window.limit - window.used - window.reserved, Decimal(0))
+        consumed = added = Decimal(0)
+        for index, quantity in by_window[window.pk]:
+            from_reserved = min(quantity, reserved_left)
+            beyond = quantity - from_reserved
+            if beyond > allowance - added:
+                message = (
+                    f"The {cap.meter.code} cap of {cap.limit.normalize():f} {cap.meter.unit_label}"
+                    " for this billing period is reached."
+                )
+                if cap.on_exceed == Cap.OnExceed.REJECT:
+                    verdicts[index] = GuardVerdict("cap_exceeded", message)
+                    continue
+                verdicts[index] = GuardVerdict("cap_exceeded", message, refuse=False)
+            reserved_left -= from_reserved
+            consumed += from_reserved
+            added += beyond
+        if consumed or added:
+            CapWindow.objects.filter(pk=window.pk).update(
+                used=window.used + consumed + added, reserved=window.reserved - consumed
+            )
+            if consumed:
+                _live_reservations_consume(window, consumed, now)
+    return verdicts

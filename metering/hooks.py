@@ -1,8 +1,9 @@
 """How the layers above metering act on usage without metering importing them.
 
 * An *ingest guard* runs inside the ingest transaction with the batch's new events and
-  may refuse some of them (hard caps). It returns ``{index: (code, message)}`` for the
-  events it refuses; refused events are not stored and their keys stay free.
+  may refuse some of them, or flag them (hard caps). It returns ``{index: GuardVerdict}``:
+  refused events are not stored and their keys stay free; flagged ones are stored and
+  their result carries the verdict's code and message.
 * A *usage recorded* listener runs after commit with the set of (customer_id, meter_id)
   pairs whose usage changed (alerts evaluate thresholds from it).
 * A *billing period* provider says which ``[start, end)`` a customer is billed for at a
@@ -32,9 +33,16 @@ class NewEvent(NamedTuple):
     timestamp: datetime
     properties: dict
     meter_id: int | None
+    late: bool  # for a closed period: stored, but no longer usage of any open period
 
 
-IngestGuard = Callable[[list[NewEvent]], dict[int, tuple[str, str]]]
+class GuardVerdict(NamedTuple):
+    code: str
+    message: str
+    refuse: bool = True  # else accepted, flagged with the code and message
+
+
+IngestGuard = Callable[[list[NewEvent]], dict[int, GuardVerdict]]
 UsageListener = Callable[[set[tuple[int, int]]], None]
 # (customer, now) -> (start, end) of the billing period containing now, aware, or None.
 BillingPeriodProvider = Callable[["Customer", datetime], tuple[datetime, datetime] | None]
@@ -70,14 +78,18 @@ def has_ingest_guards() -> bool:
     return bool(_ingest_guards)
 
 
-def run_ingest_guards(events: list[NewEvent]) -> dict[int, tuple[str, str]]:
-    refused: dict[int, tuple[str, str]] = {}
+def run_ingest_guards(events: list[NewEvent]) -> dict[int, GuardVerdict]:
+    """Every guard's verdicts; a refused event is not shown to the guards after it, and a
+    refusal wins over a flag."""
+    verdicts: dict[int, GuardVerdict] = {}
     for guard in _ingest_guards:
-        remaining = [e for e in events if e.index not in refused]
+        remaining = [e for e in events if not (e.index in verdicts and verdicts[e.index].refuse)]
         if not remaining:
             break
-        refused.update(guard(remaining))
-    return refused
+        for index, verdict in guard(remaining).items():
+            if verdict.refuse or index not in verdicts:
+                verdicts[index] = verdict
+    return verdicts
 
 
 def notify_usage_recorded(pairs: Iterable[tuple[int, int]]) -> None:

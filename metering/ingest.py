@@ -123,6 +123,21 @@ def meter_matches(meter: Meter, properties: dict) -> bool:
     return all(json_text(properties.get(f["property"])) in f["values"] for f in meter.filters or ())
 
 
+def event_quantity(meter: Meter, properties: dict) -> Decimal:
+    """What one event adds to an additive meter (count or sum), the way the rollups count
+    it: 1 per matching event, or its numeric value; 0 when it does not count."""
+    if not meter_matches(meter, properties):
+        return Decimal(0)
+    if meter.aggregation == Meter.Aggregation.COUNT:
+        return Decimal(1)
+    value = properties.get(meter.value_property)
+    if meter.aggregation != Meter.Aggregation.SUM or not is_numeric(value):
+        return Decimal(0)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(str(value).strip(" \t\n\r\f\v"))
+
+
 def is_numeric(value) -> bool:
     if isinstance(value, bool):
         return False
@@ -347,9 +362,9 @@ def _store(
                 unstaged.append(c.index)
                 results[c.index] = EventResult(c.index, c.key, Status.DUPLICATE)
 
-        refused = {}
+        verdicts = {}
         if hooks.has_ingest_guards():
-            refused = hooks.run_ingest_guards(
+            verdicts = hooks.run_ingest_guards(
                 [
                     hooks.NewEvent(
                         c.index,
@@ -358,10 +373,12 @@ def _store(
                         c.timestamp,
                         c.properties,
                         c.meter.pk if c.meter else None,
+                        c.late,
                     )
                     for c in new
                 ]
             )
+        refused = {i: v for i, v in verdicts.items() if v.refuse}
         if refused:
             released = [c for c in new if c.index in refused]
             cursor.execute(
@@ -372,8 +389,10 @@ def _store(
                 },
             )
             for c in released:
-                code, message = refused[c.index]
-                results[c.index] = EventResult(c.index, c.key, Status.REJECTED, code, message)
+                verdict = refused[c.index]
+                results[c.index] = EventResult(
+                    c.index, c.key, Status.REJECTED, verdict.code, verdict.message
+                )
                 unstaged.append(c.index)
             new = [c for c in new if c.index not in refused]
         if unstaged:
@@ -389,7 +408,10 @@ def _store(
             )
         cursor.execute(sql.INGEST, {"received_at": received_at})
         for c in new:
-            results[c.index] = EventResult(c.index, c.key, Status.ACCEPTED)
+            flag = verdicts.get(c.index)  # accepted, with what a guard noted
+            results[c.index] = EventResult(
+                c.index, c.key, Status.ACCEPTED, flag and flag.code, flag and flag.message
+            )
         changed = {(c.customer_id, c.meter.pk) for c in new if c.meter is not None and not c.late}
         transaction.on_commit(lambda: hooks.notify_usage_recorded(changed))
     return changed
