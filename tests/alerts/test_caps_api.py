@@ -1,6 +1,8 @@
 """Caps and authorization over the API: customer keys set their own caps, the vendor's
 systems authorize usage against them."""
 
+import json
+
 import pytest
 
 from alerts.models import Cap, CapReservation
@@ -142,3 +144,12 @@ def test_only_the_vendors_systems_authorize(alpha, customer_a, calls):
         403,
         "insufficient_scope",
     )
+
+
+def test_the_schema_documents_caps_and_authorize(db):
+    paths = api().get("/api/v1/schema/", {"format": "json"}).json()["paths"]
+    assert set(paths["/api/v1/authorize"]) == {"post"}
+    assert set(paths["/api/v1/caps"]) == {"get", "post"}
+    assert set(paths["/api/v1/caps/{cap_id}"]) == {"get", "patch", "delete"}
+    answer = paths["/api/v1/authorize"]["post"]["responses"]["200"]
+    assert "AuthorizationOutput" in json.dumps(answer)
