@@ -89,25 +89,30 @@ def cap_remove(*, actor: Actor, cap: Cap) -> None:
     cap.delete()
 
 
-# A window opens with the cap's limit read in the same statement; a concurrent opening
-# finds the row there. (A cap change updates the windows it can see; one opened in the same
-# instant by a transaction still in flight keeps the limit it read — the next change or
-# period corrects it.)
+# A window opens with the cap's limit read in the same statement and the period's usage
+# so far; a concurrent opening waits for this one's row and uses it. (A cap change updates
+# the windows it can see; one opened in the same instant by a transaction still in flight
+# keeps the limit it read — the next change or period corrects it.)
 _OPEN_WINDOW = """
     INSERT INTO alerts_capwindow (cap_id, period_start, period_end, "limit", used, reserved)
-    SELECT id, %(start)s, %(end)s, "limit", 0, 0 FROM alerts_cap WHERE id = %(cap_id)s
+    SELECT id, %(start)s, %(end)s, "limit", %(used)s, 0 FROM alerts_cap WHERE id = %(cap_id)s
     ON CONFLICT (cap_id, period_start) DO NOTHING
 """
 
 
 def _window(cap: Cap, now: datetime) -> CapWindow:
-    """The cap's window for the usage period at ``now``, opened if need be."""
+    """The cap's window for the usage period at ``now``, opened if need be: a cap set
+    mid-period counts the period's usage so far."""
     period = metering.current_period(cap.customer, now)
     window = CapWindow.objects.filter(cap=cap, period_start=period.start).first()
     if window is None:
+        used = metering.usage_total(
+            customer=cap.customer, meter=cap.meter, start=period.start, end=period.end
+        )
         with connection.cursor() as cursor:
             cursor.execute(
-                _OPEN_WINDOW, {"cap_id": cap.pk, "start": period.start, "end": period.end}
+                _OPEN_WINDOW,
+                {"cap_id": cap.pk, "start": period.start, "end": period.end, "used": used},
             )
         window = CapWindow.objects.get(cap=cap, period_start=period.start)
     return window

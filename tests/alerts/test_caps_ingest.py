@@ -159,3 +159,14 @@ def test_64_concurrent_batches_never_take_more_than_the_cap():
     assert sum(r.rejected for r in results) == 140
     assert CapWindow.objects.get().used == 500
     assert usage_total(customer=customer, meter=meter, start=NOV, end=NOW) == 500
+
+
+@pytest.mark.django_db
+def test_a_cap_set_mid_period_counts_the_usage_so_far(customer_a, meter):
+    assert ingest(calls(customer_a, "before", 7)).accepted == 7
+    services.cap_set(actor=None, customer=customer_a, meter=meter, limit="10")
+
+    answer = services.authorize(customer=customer_a, meter=meter, quantity="4", now=NOW)
+    assert (answer.allowed, answer.remaining) == (False, 3)
+    assert ingest(calls(customer_a, "after", 4)).accepted == 3
+    assert CapWindow.objects.get().used == 10
