@@ -22,10 +22,14 @@ with counts), the Brier score, and the same for two baselines:
 Also times forecasting 150 meters (60 days of history, a 30-day horizon): the demo.
 
 The model's constants (alerts/forecast.py) were tuned on --seed 7; the reported run uses
-the default --seed 1, which was not looked at while tuning.
+the default --seed 1, which was not looked at while tuning. The crossing probabilities go
+through a post-hoc calibration map (forecast.CALIBRATION_RAW -> CALIBRATION_OBSERVED), fitted
+by --fit-calibration on seeds 3, 5, 7, 9, 11 and 13 (never 1) and pasted in as constants; the
+run prints the worst bin of the raw share of paths too, so the map's effect is visible.
 
     .venv/bin/python bench/forecast_calibration.py            # 5,000 cases
     .venv/bin/python bench/forecast_calibration.py --quick    # 1,000 cases
+    .venv/bin/python bench/forecast_calibration.py --fit-calibration   # refit the map
 
 No database: the forecast is pure numpy.
 """
@@ -41,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alerts.forecast import forecast_usage
+from alerts.forecast import CALIBRATION_RAW, calibrate, forecast_usage
 
 FAMILIES = (
     "steady",
@@ -55,6 +59,7 @@ FAMILIES = (
 BINS = 10
 MIN_BIN = 100  # bins with fewer cases are shown but not judged
 TUNING_SEED = 7
+CALIBRATION_SEEDS = (3, 5, 7, 9, 11, 13)  # the map's fitting seeds: never the reported 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ def outcome(case: Case) -> bool:
 
 
 def model_probability(case: Case, rng: np.random.Generator) -> float:
+    """The raw share of simulated paths crossing (before the calibration map)."""
     forecast = forecast_usage(
         case.history,
         last_day=case.last_day,
@@ -142,7 +148,52 @@ def model_probability(case: Case, rng: np.random.Generator) -> float:
         usage_to_date=case.usage_to_date,
         rng=rng,
     )
-    return forecast.probability_of_crossing(case.level, within_days=case.within_days)
+    return forecast.probability_of_crossing(
+        case.level, within_days=case.within_days, calibrated=False
+    )
+
+
+def raw_predictions(test: list[Case], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    observed = np.array([outcome(c) for c in test], dtype=float)
+    model_rng = np.random.default_rng(seed + 10_000)
+    return np.array([model_probability(c, model_rng) for c in test]), observed
+
+
+def fit_calibration(count: int) -> None:
+    """Fit the calibration map on CALIBRATION_SEEDS and print it as constants.
+
+    At each inner knot of forecast.CALIBRATION_RAW: a local linear fit of the outcome on the
+    raw share, triangular weights reaching to the neighbouring knots; then made monotone by
+    pooling adjacent violators (weighted). Shares of exactly 0 or 1 are left out: the map
+    keeps them."""
+    pairs = [raw_predictions(cases(count, seed), seed) for seed in CALIBRATION_SEEDS]
+    raw = np.concatenate([p for p, _ in pairs])
+    observed = np.concatenate([o for _, o in pairs])
+    knots = np.array(CALIBRATION_RAW)
+    inner = (raw > 0) & (raw < 1)
+    values, weights = [], []
+    for k in range(1, knots.size - 1):
+        low, knot, high = knots[k - 1], knots[k], knots[k + 1]
+        near = inner & (raw > low) & (raw < high)
+        x = raw[near]
+        w = np.where(x < knot, (x - low) / (knot - low), (high - x) / (high - knot))
+        design = np.column_stack([np.ones(x.size), x - knot]) * np.sqrt(w)[:, None]
+        beta = np.linalg.lstsq(design, observed[near] * np.sqrt(w), rcond=None)[0]
+        values.append(float(beta[0]))
+        weights.append(float(w.sum()))
+    blocks = [[v, w, 1] for v, w in zip(values, weights, strict=True)]
+    i = 0
+    while i < len(blocks) - 1:
+        if blocks[i][0] > blocks[i + 1][0]:
+            (v0, w0, n0), (v1, w1, n1) = blocks[i], blocks[i + 1]
+            blocks[i : i + 2] = [[(v0 * w0 + v1 * w1) / (w0 + w1), w0 + w1, n0 + n1]]
+            i = max(i - 1, 0)
+        else:
+            i += 1
+    fitted = [min(max(v, 0.0), 1.0) for v, _, n in blocks for _ in range(n)]
+    print(f"fitted on seeds {CALIBRATION_SEEDS}, {raw.size} cases")
+    print(f"CALIBRATION_RAW = {tuple(float(k) for k in knots)}")
+    print(f"CALIBRATION_OBSERVED = {(0.0, *(round(v, 3) for v in fitted), 1.0)}")
 
 
 def straight_line_margin(case: Case) -> float:
@@ -226,14 +277,19 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=5_000)
     parser.add_argument("--quick", action="store_true", help="1,000 cases")
     parser.add_argument("--seed", type=int, default=1, help="reported runs use 1; tuning used 7")
+    parser.add_argument(
+        "--fit-calibration", action="store_true", help="refit the map on CALIBRATION_SEEDS"
+    )
     args = parser.parse_args()
     count = 1_000 if args.quick else args.cases
+    if args.fit_calibration:
+        fit_calibration(count)
+        return
 
     started = time.perf_counter()
     test = cases(count, args.seed)
-    observed = np.array([outcome(c) for c in test], dtype=float)
-    model_rng = np.random.default_rng(args.seed + 10_000)
-    predicted = np.array([model_probability(c, model_rng) for c in test])
+    raw, observed = raw_predictions(test, args.seed)
+    predicted = calibrate(raw)
     forecast_seconds = time.perf_counter() - started
 
     tuning = cases(max(count, 2_000), TUNING_SEED + 1_000)
@@ -248,6 +304,11 @@ def main() -> None:
     print(f"{count} cases, seed {args.seed}, {np.mean(observed):.1%} crossed")
     rows, worst = reliability(predicted, observed)
     print_table("forecast (alerts/forecast.py)", rows)
+    _, worst_raw = reliability(raw, observed)
+    print(
+        f"  raw share of paths (before the calibration map): max bin error {worst_raw:.1f} pp,"
+        f" brier {brier(raw, observed):.3f}"
+    )
     rows_log, worst_log = reliability(line_logistic, observed)
     print_table(f"straight line + logistic (a={a:.2f}, b={b:.2f})", rows_log)
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from alerts.forecast import forecast_usage
+from alerts.forecast import CALIBRATION_OBSERVED, CALIBRATION_RAW, calibrate, forecast_usage
 
 LAST_DAY = date(2025, 3, 30)  # a Sunday
 PERIOD_END = date(2025, 4, 29)  # 30 days ahead
@@ -76,6 +76,25 @@ def test_expected_crossing_date_is_the_median_crossing_day():
     assert crossing is not None
     assert abs((crossing - date(2025, 4, 10)).days) <= 1
     assert f.expected_crossing_date(1_000) == LAST_DAY  # already passed
+
+
+def test_crossing_probability_is_the_calibrated_share_of_paths():
+    # The map is monotone, keeps "no path" and "every path" exact, and widens the tails.
+    assert CALIBRATION_RAW[0] == CALIBRATION_OBSERVED[0] == 0.0
+    assert CALIBRATION_RAW[-1] == CALIBRATION_OBSERVED[-1] == 1.0
+    assert list(CALIBRATION_OBSERVED) == sorted(CALIBRATION_OBSERVED)
+    assert calibrate(0.02) > 0.02 and calibrate(0.98) < 0.98
+    f = forecast(steady(45, seed=3))
+    for level in (14_000, 15_000, 16_000):
+        raw = f.probability_of_crossing(level, within_days=15, calibrated=False)
+        assert raw == np.mean(f.cumulative[:, 14] >= level)
+        assert f.probability_of_crossing(level, within_days=15) == pytest.approx(calibrate(raw))
+    # The expected crossing date is the first day the calibrated probability reaches 1/2.
+    crossing = f.expected_crossing_date(15_000)
+    assert crossing is not None
+    offset = (crossing - LAST_DAY).days
+    assert f.probability_of_crossing(15_000, within_days=offset) >= 0.5
+    assert f.probability_of_crossing(15_000, within_days=offset - 1) < 0.5
 
 
 def test_level_already_passed_is_certain():
