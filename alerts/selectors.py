@@ -1,12 +1,92 @@
-"""Reads for caps."""
+"""Reads for caps and forecasts."""
 
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
 from django.db.models import QuerySet
 
+from accounts.errors import InvalidInput
+from accounts.models import Customer
 from accounts.tenancy import scoped
+from metering import selectors as metering
+from metering.models import Meter
 
+from .forecast import UsageForecast, forecast_usage
 from .models import Cap
 
 
 def cap_list(*, principal) -> QuerySet[Cap]:
     """The caps the principal may see (its own customer's; every cap for operator keys)."""
     return scoped(Cap.objects.select_related("customer", "meter"), principal).order_by("pk")
+
+
+# Days of history a forecast learns from: enough for weekday patterns and a trend.
+FORECAST_HISTORY_DAYS = 56
+
+
+@dataclass(frozen=True)
+class MeterForecast:
+    customer: Customer
+    meter: Meter
+    period: metering.Period
+    usage_to_date: Decimal  # the period's usage so far, today included
+    forecast: UsageForecast
+
+
+def meter_forecast(
+    *, customer: Customer, meter: Meter, now: datetime, days_ahead: int = 0
+) -> MeterForecast:
+    """The forecast of ``meter`` for the customer's current usage period, from its daily
+    usage in the customer's time zone (complete days only; today's usage so far is a floor
+    for today), reaching ``days_ahead`` days past yesterday if that is further than the
+    period's end. Deterministic for a given day, so repeated reads agree."""
+    if not meter.is_additive:
+        raise InvalidInput(
+            f"Meter {meter.code} is not additive: only count and sum meters are forecast.",
+            field="meter",
+            code="meter_not_forecastable",
+        )
+    period = metering.current_period(customer, now)
+    zone = ZoneInfo(customer.timezone)
+    today = now.astimezone(zone).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=zone)
+    joined = customer.created_at.astimezone(zone).date()
+    # (At least yesterday: an account opened today has only today's floor to go by.)
+    earliest = max(today - timedelta(days=FORECAST_HISTORY_DAYS), joined)
+    first_day = min(earliest, today - timedelta(days=1))
+    history = metering.usage_series(
+        customer=customer,
+        meter=meter,
+        start=datetime(first_day.year, first_day.month, first_day.day, tzinfo=zone),
+        end=midnight,
+        granularity="day",
+    )
+    # Days before the account's first usage say nothing about its pace.
+    values = [p.value or Decimal(0) for p in history]
+    while len(values) > 1 and not values[0]:
+        values.pop(0)
+    through_yesterday = (
+        metering.usage_total(customer=customer, meter=meter, start=period.start, end=midnight)
+        if midnight > period.start
+        else Decimal(0)
+    )
+    today_start = max(midnight, period.start)
+    usage_today = metering.usage_total(customer=customer, meter=meter, start=today_start, end=now)
+    last_period_day = (period.end - timedelta(microseconds=1)).astimezone(zone).date()
+    seed = int.from_bytes(
+        hashlib.sha256(f"{customer.pk}:{meter.pk}:{today.isoformat()}".encode()).digest()[:8]
+    )
+    forecast = forecast_usage(
+        values or [0],
+        last_day=today - timedelta(days=1),
+        period_end=max(last_period_day, today),
+        rng=np.random.default_rng(seed),
+        usage_to_date=through_yesterday,
+        usage_today=usage_today,
+        horizon_days=max((max(last_period_day, today) - today).days + 1, days_ahead),
+    )
+    return MeterForecast(customer, meter, period, through_yesterday + usage_today, forecast)

@@ -17,14 +17,12 @@ from metering.models import Meter
 
 from .models import Cap, CapReservation, CapWindow
 
-# Caps count units of additive meters: a gauge or a distinct count has no "units used".
-CAPPABLE = (Meter.Aggregation.COUNT, Meter.Aggregation.SUM)
 MAX_QUANTITY = Decimal("1e24")  # the column holds 26 digits before the point
 # The usage of an authorized request follows within seconds; this covers its retries.
 RESERVATION_TTL = timedelta(minutes=10)
 
 
-def _quantity(value, *, field: str, allow_zero: bool) -> Decimal:
+def parse_quantity(value, *, field: str, allow_zero: bool = False) -> Decimal:
     """An exact, finite, non-negative quantity (strings or integers: a float is not exact)."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise InvalidInput(f"{field} must be a number written as a string or integer.", field=field)
@@ -47,14 +45,14 @@ def cap_set(
     """Create or change the customer's cap on ``meter``. The new limit goes onto the
     current and later windows in this transaction: every authorization that commits after
     it is held to it (both update the window row, so they queue on its lock)."""
-    if meter.aggregation not in CAPPABLE:
+    if not meter.is_additive:
         raise InvalidInput(
             f"Meter {meter.code} {meter.get_aggregation_display().lower()}s: only count and "
             "sum meters can be capped.",
             field="meter",
             code="meter_not_cappable",
         )
-    limit = _quantity(limit, field="limit", allow_zero=True)
+    limit = parse_quantity(limit, field="limit", allow_zero=True)
     if on_exceed not in Cap.OnExceed.values:
         raise InvalidInput(
             f"on_exceed must be one of: {', '.join(Cap.OnExceed.values)}.", field="on_exceed"
@@ -144,7 +142,7 @@ def authorize(
 ) -> Authorization:
     """Reserve ``quantity`` of ``meter`` for the customer if its cap allows it; the
     reservation holds the units until usage consumes it or it expires (``RESERVATION_TTL``)."""
-    quantity = _quantity(quantity, field="quantity", allow_zero=False)
+    quantity = parse_quantity(quantity, field="quantity", allow_zero=False)
     now = now or timezone.now()
     cap = Cap.objects.select_related("customer").filter(customer=customer, meter=meter).first()
     if cap is None:

@@ -27,13 +27,6 @@ TEXT = "#475467"
 FONT = 'ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif'
 
 CONFIG = {"displayModeBar": False, "responsive": True}
-ADDITIVE = (Meter.Aggregation.COUNT, Meter.Aggregation.SUM)
-
-
-def is_additive(meter: Meter) -> bool:
-    """Daily values of count and sum meters add up to the period's; the others do not
-    (the month's distinct users are not the sum of each day's, nor is a gauge)."""
-    return meter.aggregation in ADDITIVE
 
 
 def format_quantity(value: Decimal | None) -> str:
@@ -137,7 +130,7 @@ def daily_figure(
             "automargin": True,
         },
     )
-    if is_additive(meter):
+    if meter.is_additive:
         running, cumulative = Decimal(0), []
         for point in series:
             running += point.value or 0

@@ -11,6 +11,7 @@ from accounts.api.serializers import (
     StrictInputSerializer,
 )
 from invoicing.api.serializers import DecimalStringField
+from metering.api.serializers import StrictQuerySerializer
 from metering.models import Meter
 
 from ..models import Cap
@@ -76,3 +77,50 @@ class CapOutputSerializer(serializers.Serializer):
     on_exceed = serializers.ChoiceField(choices=Cap.OnExceed.choices)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class ForecastQuerySerializer(StrictQuerySerializer):
+    meter = MeterReferenceField(help_text="code of a count or sum meter.")
+    customer = CustomerReferenceField(
+        default=KeyCustomerDefault(),
+        help_text="external_id of the customer. Required for operator keys.",
+    )
+    level = QuantityField(
+        required=False, help_text="Units whose crossing to assess, e.g. a tier edge or a cap."
+    )
+    within_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=366, help_text="Days ahead (default 14)."
+    )
+
+
+class QuantilesSerializer(serializers.Serializer):
+    p10 = DecimalStringField()
+    p50 = DecimalStringField()
+    p90 = DecimalStringField()
+
+
+class BandPointSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    p10 = serializers.FloatField()
+    p50 = serializers.FloatField()
+    p90 = serializers.FloatField()
+
+
+class CrossingSerializer(serializers.Serializer):
+    level = DecimalStringField()
+    within_days = serializers.IntegerField()
+    probability = serializers.FloatField(help_text="0 to 1, calibrated.")
+    expected_date = serializers.DateField(
+        allow_null=True, help_text="The day crossing becomes more likely than not, if any."
+    )
+
+
+class ForecastOutputSerializer(serializers.Serializer):
+    customer = serializers.CharField()
+    meter = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    usage_to_date = DecimalStringField()
+    period_end_usage = QuantilesSerializer(help_text="Usage at the period's end: p10/p50/p90.")
+    band = BandPointSerializer(many=True, help_text="The running total, day by day.")
+    crossing = CrossingSerializer(allow_null=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import AuthorizeApi, CapDetailApi, CapListApi
+from .views import AuthorizeApi, CapDetailApi, CapListApi, ForecastApi
 
 app_name = "alerts_api"
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("authorize", AuthorizeApi.as_view(), name="authorize"),
     path("caps", CapListApi.as_view(), name="caps"),
     path("caps/<int:cap_id>", CapDetailApi.as_view(), name="cap"),
+    path("forecast", ForecastApi.as_view(), name="forecast"),
 ]

@@ -1,5 +1,6 @@
 """Caps and authorization: thin views over ``alerts.services`` and ``alerts.selectors``."""
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -16,6 +17,8 @@ from .serializers import (
     CapCreateInputSerializer,
     CapInputSerializer,
     CapOutputSerializer,
+    ForecastOutputSerializer,
+    ForecastQuerySerializer,
 )
 
 
@@ -119,3 +122,54 @@ class CapDetailApi(BaseApi):
     def delete(self, request, cap_id: int):
         services.cap_remove(actor=request.auth, cap=self.get_cap(cap_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ForecastApi(BaseApi):
+    required_scopes = {"GET": "alerts:read"}
+
+    @extend_schema(
+        summary="Forecast a meter's usage for the current period",
+        description="From the customer's daily usage: the running total's band (p10/p50/p90) "
+        "to the period's end, and with `level`, the probability of reaching it within "
+        "`within_days` (default 14) and the day that becomes likely. Needs `alerts:read`; a "
+        "customer key forecasts its own usage, operator keys name the `customer`.",
+        parameters=[ForecastQuerySerializer],
+        responses=responses({200: ForecastOutputSerializer}, 400),
+    )
+    def get(self, request):
+        query = ForecastQuerySerializer(
+            data=request.query_params, context={"principal": request.auth}
+        )
+        query.is_valid(raise_exception=True)
+        within = query.validated_data.get("within_days", 14)
+        level = query.validated_data.get("level")
+        if level is not None:
+            level = services.parse_quantity(level, field="level")
+        found = selectors.meter_forecast(
+            customer=query.validated_data["customer"],
+            meter=query.validated_data["meter"],
+            now=timezone.now(),
+            days_ahead=within if level is not None else 0,
+        )
+        crossing = None
+        if level is not None:
+            crossing = {
+                "level": level,
+                "within_days": within,
+                "probability": found.forecast.probability_of_crossing(level, within_days=within),
+                "expected_date": found.forecast.expected_crossing_date(level),
+            }
+        return Response(
+            ForecastOutputSerializer(
+                {
+                    "customer": found.customer.external_id,
+                    "meter": found.meter.code,
+                    "period_start": found.period.start,
+                    "period_end": found.period.end,
+                    "usage_to_date": found.usage_to_date,
+                    "period_end_usage": found.forecast.period_end_quantiles(),
+                    "band": found.forecast.band(),
+                    "crossing": crossing,
+                }
+            ).data
+        )

@@ -27,6 +27,7 @@ from accounts.models import AuditLog
 from accounts.services import Actor, audit_entry, audit_record
 from metering import selectors as metering
 from metering import services as metering_services
+from metering.models import Meter
 
 from ..charges import Catalog, Span, rate_subscription_period
 from ..models import (
@@ -45,9 +46,8 @@ from .subscriptions import period_end_after
 logger = logging.getLogger(__name__)
 
 
-# Additive meters only: a late event adds to them. A late reading of a gauge or maximum
-# can lower an invoiced figure; those stay with the batch track and finance.
-LATE_ADJUSTABLE = ("count", "sum")
+# Additive meters only (Meter.ADDITIVE): a late event adds to them. A late reading of a
+# gauge or maximum can lower an invoiced figure; those stay with the batch track and finance.
 
 
 def _late_usage_lines(
@@ -77,7 +77,7 @@ def _late_usage_lines(
             invoice__subscription=invoice.subscription_id,
             invoice__status__in=Invoice.BILLED,
             kind=InvoiceLine.Kind.USAGE,
-            meter__aggregation__in=LATE_ADJUSTABLE,
+            meter__aggregation__in=Meter.ADDITIVE,
             meter__code__in={name for name, _ in touched},
         )
         .select_related("meter", "price_component", "invoice")

@@ -71,8 +71,17 @@ class Meter(models.Model):
     class Meta:
         ordering = ["name"]
 
+    # Count and sum meters add up: a period's usage is the sum of its days' and events'
+    # (a month's distinct users are not the sum of each day's, nor is a gauge). Only these
+    # are capped, forecast as a running total, and adjusted by late events.
+    ADDITIVE = (Aggregation.COUNT, Aggregation.SUM)
+
     def __str__(self):
         return f"{self.name} ({self.code})"
+
+    @property
+    def is_additive(self) -> bool:
+        return self.aggregation in self.ADDITIVE
 
     @property
     def needs_value(self) -> bool:

@@ -72,7 +72,7 @@ class MeterPanel:
 
 def _breakdown(meter: Meter, points: list[selectors.UsagePoint], dimension: str) -> Breakdown:
     points = [p for p in points if p.value]
-    additive = charts.is_additive(meter)
+    additive = meter.is_additive
     whole = sum((p.value for p in points), Decimal(0)) if additive else None
     largest = max((p.value for p in points), default=Decimal(0))
     rows = [
@@ -112,7 +112,7 @@ def meter_panel(
         last_month_display=charts.format_quantity(last_month) if last_month else None,
         has_usage=has_usage,
         has_history=any(p.value for p in monthly),
-        additive=charts.is_additive(meter),
+        additive=meter.is_additive,
     )
     if has_usage:
         panel.daily_chart = charts.daily_chart(

@@ -151,5 +151,6 @@ def test_the_schema_documents_caps_and_authorize(db):
     assert set(paths["/api/v1/authorize"]) == {"post"}
     assert set(paths["/api/v1/caps"]) == {"get", "post"}
     assert set(paths["/api/v1/caps/{cap_id}"]) == {"get", "patch", "delete"}
+    assert set(paths["/api/v1/forecast"]) == {"get"}
     answer = paths["/api/v1/authorize"]["post"]["responses"]["200"]
     assert "AuthorizationOutput" in json.dumps(answer)

@@ -195,6 +195,7 @@ OBJECT_ROUTES: dict[str, ObjectRoute] = {
 
 # Routes without an object that need query parameters to answer at all.
 LIST_QUERIES: dict[str, Callable[[], dict]] = {
+    "api/v1/forecast": lambda: {"meter": WALK_METER},
     "api/v1/usage": lambda: {
         "meter": WALK_METER,
         "start": (timezone.now() - timedelta(days=1)).isoformat(),

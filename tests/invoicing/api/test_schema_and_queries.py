@@ -67,6 +67,7 @@ def _older(path: str) -> bool:
         "/api/v1/usage",
         "/api/v1/authorize",
         "/api/v1/caps",
+        "/api/v1/forecast",
     )
     return path.startswith(older) or path in (
         "/api/v1/customers",
