@@ -2,14 +2,14 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.errors import InvalidInput
 from accounts.models import Customer
-from accounts.services import Actor, audit_record
+from accounts.services import Actor, audit_record, exact_decimal
 from metering import selectors as metering
 from metering.hooks import GuardVerdict, NewEvent
 from metering.ingest import event_quantity
@@ -24,12 +24,7 @@ RESERVATION_TTL = timedelta(minutes=10)
 
 def parse_quantity(value, *, field: str, allow_zero: bool = False) -> Decimal:
     """An exact, finite, non-negative quantity (strings or integers: a float is not exact)."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput(f"{field} must be a number written as a string or integer.", field=field)
-    try:
-        quantity = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{field} must be a number.", field=field) from None
+    quantity = exact_decimal(value, field=field)
     if not quantity.is_finite() or quantity < 0 or (quantity == 0 and not allow_zero):
         least = "zero or more" if allow_zero else "more than zero"
         raise InvalidInput(f"{field} must be {least}.", field=field)
@@ -197,19 +192,23 @@ def reservations_release_expired(*, now: datetime | None = None) -> int:
 # --- Ingestion against caps -----------------------------------------------------------------
 
 
-def _live_reservations_consume(window: CapWindow, amount: Decimal, now: datetime) -> None:
-    """Take ``amount`` off the window's live reservations, oldest first. The caller holds
-    the window's row lock, which every writer of its reservations takes first."""
-    left = amount
-    for reservation in window.reservations.filter(released_at__isnull=True).order_by("pk"):
-        if left <= 0:
-            break
-        taken = min(reservation.remaining, left)
-        left -= taken
-        reservation.remaining -= taken
-        if reservation.remaining == 0:
-            reservation.released_at = now
-        reservation.save(update_fields=["remaining", "released_at"])
+# Takes an amount off a window's live reservations, oldest first, in one statement (an
+# authorized burst leaves one reservation per request). The caller holds the window's row
+# lock, which every writer of its reservations takes first.
+_CONSUME_RESERVATIONS = """
+    WITH live AS (
+        SELECT id, remaining,
+               sum(remaining) OVER (ORDER BY id) - remaining AS before_it
+        FROM alerts_capreservation
+        WHERE window_id = %(window_id)s AND released_at IS NULL
+    )
+    UPDATE alerts_capreservation r
+    SET remaining = r.remaining - least(r.remaining, %(amount)s - live.before_it),
+        released_at = CASE WHEN r.remaining <= %(amount)s - live.before_it
+                           THEN %(now)s END
+    FROM live
+    WHERE r.id = live.id AND live.before_it < %(amount)s
+"""
 
 
 def caps_guard(events: list[NewEvent]) -> dict[int, GuardVerdict]:
@@ -274,5 +273,9 @@ def caps_guard(events: list[NewEvent]) -> dict[int, GuardVerdict]:
                 used=window.used + consumed + added, reserved=window.reserved - consumed
             )
             if consumed:
-                _live_reservations_consume(window, consumed, now)
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        _CONSUME_RESERVATIONS,
+                        {"window_id": window.pk, "amount": consumed, "now": now},
+                    )
     return verdicts

@@ -1,6 +1,7 @@
 """The audit trail every service writes, and the small helpers services share."""
 
 import json
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -69,6 +70,21 @@ def audit_record(
 def changed_fields(before: dict, after: dict) -> tuple[dict, dict]:
     keys = [k for k in after if before.get(k) != after.get(k)]
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+def exact_decimal(value, *, field: str) -> Decimal:
+    """A number given as a string or an integer, exactly. Floats are refused: 0.1 is not
+    one tenth, and money and quantities must be exact. (Infinity and NaN parse; callers
+    bound the value.)"""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidInput(
+            f'{field} must be a number written as a string or integer, such as "0.0025".',
+            field=field,
+        )
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput(f"{field} must be a number, not {value!r}.", field=field) from None
 
 
 def reject_unknown_fields(given, allowed, *, what: str) -> None:

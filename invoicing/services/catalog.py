@@ -5,13 +5,19 @@ components are validated by the rating engine itself (so the catalog can never h
 price the engine cannot rate), and nothing about an existing version ever changes.
 """
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from accounts.errors import Conflict, InvalidInput
-from accounts.services import Actor, audit_record, reject_unknown_fields, validate_model
+from accounts.services import (
+    Actor,
+    audit_record,
+    exact_decimal,
+    reject_unknown_fields,
+    validate_model,
+)
 from metering.models import Meter
 
 from ..models import Interval, Plan, PlanVersion, PriceComponent
@@ -40,15 +46,7 @@ DECIMAL_FIELDS = ("amount", "unit_price", "package_size", "included_units", "per
 
 
 def _decimal(value, *, field: str) -> Decimal:
-    # Floats are refused: 0.1 is not one tenth, and prices must be exact.
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidInput(
-            f'{field} must be a decimal string such as "0.0025".', field=field, code="invalid"
-        )
-    try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{field} is not a number: {value!r}.", field=field) from None
+    result = exact_decimal(value, field=field)
     if not result.is_finite():
         raise InvalidInput(f"{field} must be a finite number.", field=field)
     return result

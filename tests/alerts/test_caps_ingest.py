@@ -170,3 +170,17 @@ def test_a_cap_set_mid_period_counts_the_usage_so_far(customer_a, meter):
     assert (answer.allowed, answer.remaining) == (False, 3)
     assert ingest(calls(customer_a, "after", 4)).accepted == 3
     assert CapWindow.objects.get().used == 10
+
+
+@pytest.mark.django_db
+def test_usage_consumes_many_reservations_oldest_first(customer_a, meter):
+    services.cap_set(actor=None, customer=customer_a, meter=meter, limit="100")
+    for _ in range(3):
+        services.authorize(customer=customer_a, meter=meter, quantity="3", now=NOW)
+
+    assert ingest(calls(customer_a, "a", 4)).accepted == 4
+
+    left = list(CapReservation.objects.order_by("pk").values_list("remaining", "released_at"))
+    assert [remaining for remaining, _ in left] == [0, 2, 3]
+    assert [released is not None for _, released in left] == [True, False, False]
+    assert (CapWindow.objects.get().used, CapWindow.objects.get().reserved) == (4, 5)
