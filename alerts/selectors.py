@@ -2,7 +2,7 @@
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from accounts.tenancy import scoped
 from metering import selectors as metering
 from metering.models import Meter
 
-from .forecast import UsageForecast, forecast_usage
+from .forecast import BandPoint, Quantiles, UsageForecast, forecast_usage
 from .models import Cap
 
 
@@ -29,21 +29,45 @@ FORECAST_HISTORY_DAYS = 56
 
 
 @dataclass(frozen=True)
+class Crossing:
+    level: Decimal
+    within_days: int
+    probability: float
+    expected_date: date | None
+
+
+@dataclass(frozen=True)
 class MeterForecast:
     customer: Customer
     meter: Meter
     period: metering.Period
     usage_to_date: Decimal  # the period's usage so far, today included
     forecast: UsageForecast
+    crossing: Crossing | None = None
+
+    @property
+    def period_end_usage(self) -> Quantiles:
+        return self.forecast.period_end_quantiles()
+
+    @property
+    def band(self) -> tuple[BandPoint, ...]:
+        return self.forecast.band()
 
 
 def meter_forecast(
-    *, customer: Customer, meter: Meter, now: datetime, days_ahead: int = 0
+    *,
+    customer: Customer,
+    meter: Meter,
+    now: datetime,
+    level: Decimal | None = None,
+    within_days: int = 14,
 ) -> MeterForecast:
     """The forecast of ``meter`` for the customer's current usage period, from its daily
     usage in the customer's time zone (complete days only; today's usage so far is a floor
-    for today), reaching ``days_ahead`` days past yesterday if that is further than the
-    period's end. Deterministic for a given day, so repeated reads agree."""
+    for today); with ``level``, the chance of reaching it within ``within_days`` (the
+    forecast reaches that far even past the period's end). Deterministic for a given day,
+    so repeated reads agree."""
+    days_ahead = within_days if level is not None else 0
     if not meter.is_additive:
         raise InvalidInput(
             f"Meter {meter.code} is not additive: only count and sum meters are forecast.",
@@ -89,4 +113,14 @@ def meter_forecast(
         usage_today=usage_today,
         horizon_days=max((max(last_period_day, today) - today).days + 1, days_ahead),
     )
-    return MeterForecast(customer, meter, period, through_yesterday + usage_today, forecast)
+    crossing = None
+    if level is not None:
+        crossing = Crossing(
+            level,
+            within_days,
+            forecast.probability_of_crossing(level, within_days=within_days),
+            forecast.expected_crossing_date(level),
+        )
+    return MeterForecast(
+        customer, meter, period, through_yesterday + usage_today, forecast, crossing
+    )

@@ -116,10 +116,10 @@ class CrossingSerializer(serializers.Serializer):
 
 
 class ForecastOutputSerializer(serializers.Serializer):
-    customer = serializers.CharField()
-    meter = serializers.CharField()
-    period_start = serializers.DateTimeField()
-    period_end = serializers.DateTimeField()
+    customer = serializers.CharField(source="customer.external_id")
+    meter = serializers.CharField(source="meter.code")
+    period_start = serializers.DateTimeField(source="period.start")
+    period_end = serializers.DateTimeField(source="period.end")
     usage_to_date = DecimalStringField()
     period_end_usage = QuantilesSerializer(help_text="Usage at the period's end: p10/p50/p90.")
     band = BandPointSerializer(many=True, help_text="The running total, day by day.")

@@ -86,7 +86,7 @@ class CapDetailApi(BaseApi):
 
     def get_cap(self, cap_id: int) -> Cap:
         return get_scoped_or_404(
-            selectors.cap_list(principal=self.request.auth), self.request.auth, pk=cap_id
+            Cap.objects.select_related("customer", "meter"), self.request.auth, pk=cap_id
         )
 
     @extend_schema(
@@ -141,35 +141,12 @@ class ForecastApi(BaseApi):
             data=request.query_params, context={"principal": request.auth}
         )
         query.is_valid(raise_exception=True)
-        within = query.validated_data.get("within_days", 14)
         level = query.validated_data.get("level")
-        if level is not None:
-            level = services.parse_quantity(level, field="level")
         found = selectors.meter_forecast(
             customer=query.validated_data["customer"],
             meter=query.validated_data["meter"],
             now=timezone.now(),
-            days_ahead=within if level is not None else 0,
+            level=None if level is None else services.parse_quantity(level, field="level"),
+            within_days=query.validated_data.get("within_days", 14),
         )
-        crossing = None
-        if level is not None:
-            crossing = {
-                "level": level,
-                "within_days": within,
-                "probability": found.forecast.probability_of_crossing(level, within_days=within),
-                "expected_date": found.forecast.expected_crossing_date(level),
-            }
-        return Response(
-            ForecastOutputSerializer(
-                {
-                    "customer": found.customer.external_id,
-                    "meter": found.meter.code,
-                    "period_start": found.period.start,
-                    "period_end": found.period.end,
-                    "usage_to_date": found.usage_to_date,
-                    "period_end_usage": found.forecast.period_end_quantiles(),
-                    "band": found.forecast.band(),
-                    "crossing": crossing,
-                }
-            ).data
-        )
+        return Response(ForecastOutputSerializer(found).data)
