@@ -160,18 +160,29 @@ def authorize(
     return Authorization(allowed=True, remaining=row[0].normalize(), reservation=reservation)
 
 
-# Releases every expired reservation and gives its units back to its window, in one
-# statement: a reservation is released once even if two sweeps run at the same moment.
-_RELEASE_EXPIRED = """
-    WITH due AS (
-        SELECT id, window_id, remaining FROM alerts_capreservation
+# Every writer of a window's reservations holds the window's row lock first (authorize
+# and ingestion update the window, then its reservations): the release does the same, so
+# it never deadlocks with a batch, and a reservation is released once even when two
+# releases run together (the second finds it released).
+_LOCK_WINDOWS_WITH_EXPIRED = """
+    SELECT id FROM alerts_capwindow
+    WHERE id IN (
+        SELECT window_id FROM alerts_capreservation
         WHERE released_at IS NULL AND expires_at <= %(now)s
-        ORDER BY id
-        FOR UPDATE SKIP LOCKED
-    ), released AS (
+    )
+    ORDER BY id
+    FOR UPDATE
+"""
+_RELEASE_EXPIRED = """
+    WITH released AS (
         UPDATE alerts_capreservation r SET released_at = %(now)s, remaining = 0
-        FROM due WHERE r.id = due.id
-        RETURNING due.window_id, due.remaining
+        FROM (
+            SELECT id, remaining FROM alerts_capreservation
+            WHERE window_id = ANY(%(window_ids)s) AND released_at IS NULL
+              AND expires_at <= %(now)s
+        ) AS due
+        WHERE r.id = due.id
+        RETURNING r.window_id, due.remaining
     ), per_window AS (
         SELECT window_id, sum(remaining) AS amount FROM released GROUP BY window_id
     )
@@ -184,8 +195,13 @@ _RELEASE_EXPIRED = """
 def reservations_release_expired(*, now: datetime | None = None) -> int:
     """Give back the units of reservations no usage consumed in time; the number of
     windows that got units back. Idempotent."""
+    params = {"now": now or timezone.now()}
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RELEASE_EXPIRED, {"now": now or timezone.now()})
+        cursor.execute(_LOCK_WINDOWS_WITH_EXPIRED, params)
+        params["window_ids"] = [pk for (pk,) in cursor.fetchall()]
+        if not params["window_ids"]:
+            return 0
+        cursor.execute(_RELEASE_EXPIRED, params)
         return len(cursor.fetchall())
 
 

@@ -220,3 +220,24 @@ def test_finance_staff_see_caps_with_their_windows_read_only(client, customer_a,
     assert listing.status_code == 200 and "Alpha Analytics" in listing.text
     assert page.status_code == 200 and "60.000000000000" in page.text
     assert 'name="_save"' not in page.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_releases_and_usage_give_expired_units_back_once():
+    customer, meter = CustomerFactory(), api_calls_meter()
+    capped = cap(customer, meter, "100")
+    for _ in range(10):
+        authorize(customer, meter, "5")
+    later = NOW + services.RESERVATION_TTL
+
+    def work(i):
+        if i % 2:
+            return services.reservations_release_expired(now=later)
+        return authorize(customer, meter, "1", now=later).allowed
+
+    results = in_threads(8, work)
+
+    assert all(results[0::2])  # every request was authorized alongside the releases
+    window = window_of(capped)
+    assert window.reserved == 4  # the 50 expired units came back exactly once
+    assert sum(results[1::2]) == 1  # one release found them; the others found none
