@@ -25,10 +25,22 @@ class Cap(models.Model):
         REJECT = "reject", "Reject the events past the cap"
         FLAG = "flag", "Accept the events past the cap and flag them"
 
+    class Measure(models.TextChoices):
+        UNITS = "units", "Units of the meter"
+        MONEY = "money", "Spend on the meter, in the plan's currency"
+
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="caps")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="caps")
-    limit = models.DecimalField(**QUANTITY, help_text="Units of the meter per billing period.")
+    measure = models.CharField(max_length=8, choices=Measure.choices, default=Measure.UNITS)
+    limit = models.DecimalField(
+        **QUANTITY, help_text="Units of the meter, or spend on it, per billing period."
+    )
     on_exceed = models.CharField(max_length=8, choices=OnExceed.choices, default=OnExceed.REJECT)
+    # Set while the cap is the customer's copy of its plan's default; the customer's own
+    # change detaches it, and the plan's default no longer overrides it.
+    plan_default = models.ForeignKey(
+        "PlanCapDefault", null=True, blank=True, on_delete=models.SET_NULL, related_name="caps"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -50,6 +62,7 @@ class CapWindow(models.Model):
     cap = models.ForeignKey(Cap, on_delete=models.CASCADE, related_name="windows")
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
+    # In units: a money cap's limit converted with the plan's price for the meter.
     limit = models.DecimalField(**QUANTITY, help_text="The cap's limit, as of its last change.")
     used = models.DecimalField(**QUANTITY, default=Decimal(0))
     reserved = models.DecimalField(**QUANTITY, default=Decimal(0))
@@ -98,3 +111,28 @@ class CapReservation(models.Model):
 
     def __str__(self):
         return f"{self.quantity.normalize():f} reserved until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class PlanCapDefault(models.Model):
+    """An operator's default cap for every subscriber of a plan that has not set its own."""
+
+    plan = models.ForeignKey(
+        "invoicing.Plan", on_delete=models.CASCADE, related_name="cap_defaults"
+    )
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+")
+    measure = models.CharField(max_length=8, choices=Cap.Measure.choices, default=Cap.Measure.UNITS)
+    limit = models.DecimalField(**QUANTITY)
+    on_exceed = models.CharField(
+        max_length=8, choices=Cap.OnExceed.choices, default=Cap.OnExceed.REJECT
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "meter"], name="plan_cap_default_per_meter"),
+            models.CheckConstraint(condition=Q(limit__gte=0), name="plan_cap_default_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.plan}: {self.meter.code} capped at {self.limit.normalize():f}"
