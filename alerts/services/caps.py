@@ -15,7 +15,7 @@ from metering.hooks import GuardVerdict, NewEvent
 from metering.ingest import event_quantity
 from metering.models import Meter
 
-from .models import Cap, CapReservation, CapWindow
+from ..models import Cap, CapReservation, CapWindow
 
 MAX_QUANTITY = Decimal("1e24")  # the column holds 26 digits before the point
 # The usage of an authorized request follows within seconds; this covers its retries.

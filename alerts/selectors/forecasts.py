@@ -1,4 +1,4 @@
-"""Reads for caps and forecasts."""
+"""Reads for forecasts: a meter's band to the period's end and the odds of crossing a level."""
 
 import hashlib
 from dataclasses import dataclass
@@ -7,22 +7,13 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from django.db.models import QuerySet
 
 from accounts.errors import InvalidInput
 from accounts.models import Customer
-from accounts.tenancy import scoped
 from metering import selectors as metering
 from metering.models import Meter
 
-from .forecast import BandPoint, Quantiles, UsageForecast, forecast_usage
-from .models import Cap
-
-
-def cap_list(*, principal) -> QuerySet[Cap]:
-    """The caps the principal may see (its own customer's; every cap for operator keys)."""
-    return scoped(Cap.objects.select_related("customer", "meter"), principal).order_by("pk")
-
+from ..forecast import BandPoint, Quantiles, UsageForecast, forecast_usage
 
 # Days of history a forecast learns from: enough for weekday patterns and a trend.
 FORECAST_HISTORY_DAYS = 56

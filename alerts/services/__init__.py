@@ -1,0 +1,25 @@
+"""Writes of the alerts app, one module per subject; import from here."""
+
+from .caps import (
+    MAX_QUANTITY,
+    RESERVATION_TTL,
+    Authorization,
+    authorize,
+    cap_remove,
+    cap_set,
+    caps_guard,
+    parse_quantity,
+    reservations_release_expired,
+)
+
+__all__ = [
+    "MAX_QUANTITY",
+    "RESERVATION_TTL",
+    "Authorization",
+    "authorize",
+    "cap_remove",
+    "cap_set",
+    "caps_guard",
+    "parse_quantity",
+    "reservations_release_expired",
+]
