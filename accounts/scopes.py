@@ -20,8 +20,9 @@ SCOPES: dict[str, Scope] = {
         Scope("events:write", "Send usage events", operator_only=True),
         Scope("usage:read", "Read usage and meter definitions"),
         Scope("meters:write", "Define and change meters", operator_only=True),
-        Scope("caps:write", "Set soft and hard caps"),
+        Scope("caps:write", "Set hard caps and alert rules"),
         Scope("alerts:read", "Read alerts and forecasts"),
+        Scope("webhooks:write", "Manage webhook endpoints and rotate their secrets"),
         Scope("invoices:read", "Read invoices and credit notes"),
         Scope(
             "invoices:write",

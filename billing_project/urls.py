@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("usage/", include("metering.urls")),
     path("billing/", include("invoicing.urls")),
+    path("alerts/", include("alerts.urls")),
     path("webhooks/stripe/", stripe_webhook),
     path("", include("accounts.urls")),
 ]

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from . import endpoints, history, rules
 from .views import AuthorizeApi, CapDetailApi, CapListApi, ForecastApi
 
 app_name = "alerts_api"
@@ -9,4 +10,7 @@ urlpatterns = [
     path("caps", CapListApi.as_view(), name="caps"),
     path("caps/<int:cap_id>", CapDetailApi.as_view(), name="cap"),
     path("forecast", ForecastApi.as_view(), name="forecast"),
+    *rules.urlpatterns,
+    *history.urlpatterns,
+    *endpoints.urlpatterns,
 ]

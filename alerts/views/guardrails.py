@@ -1,0 +1,3 @@
+"""Portal pages (guardrails): filled in by its owner."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Portal pages (notifications): filled in by its owner."""
+
+urlpatterns: list = []

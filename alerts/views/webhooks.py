@@ -1,0 +1,3 @@
+"""Portal pages (webhooks): filled in by its owner."""
+
+urlpatterns: list = []
