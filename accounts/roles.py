@@ -21,14 +21,21 @@ class Ability(models.TextChoices):
     MANAGE_CONTACTS = "manage_contacts", "add, edit and remove contacts"
     VIEW_INVOICES = "view_invoices", "see invoices"
     DISPUTE_INVOICES = "dispute_invoices", "dispute invoice lines"
+    MANAGE_GUARDRAILS = "manage_guardrails", "set hard caps and alert rules"
+    MANAGE_WEBHOOKS = "manage_webhooks", "manage webhook endpoints and rotate their secrets"
 
 
 _ABILITIES: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(Ability.values),
     Role.ADMIN: frozenset(Ability.values),
-    Role.DEVELOPER: frozenset({Ability.MANAGE_CONTACTS}),
+    Role.DEVELOPER: frozenset({Ability.MANAGE_CONTACTS, Ability.MANAGE_WEBHOOKS}),
     Role.FINANCE: frozenset(
-        {Ability.MANAGE_CONTACTS, Ability.VIEW_INVOICES, Ability.DISPUTE_INVOICES}
+        {
+            Ability.MANAGE_CONTACTS,
+            Ability.VIEW_INVOICES,
+            Ability.DISPUTE_INVOICES,
+            Ability.MANAGE_GUARDRAILS,
+        }
     ),
     Role.VIEWER: frozenset(),
 }
