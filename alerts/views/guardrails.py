@@ -1,3 +1,17 @@
-"""Portal pages (guardrails): filled in by its owner."""
+"""Portal page "Caps & alerts" (guardrails): the customer's hard caps and alert rules."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from accounts.views.mixins import PortalView
+
+PAGE = "alerts/guardrails.html"
+
+
+class GuardrailsView(PortalView):
+    def get(self, request):
+        return self.render(PAGE)
+
+
+urlpatterns: list = [
+    path("", GuardrailsView.as_view(), name="guardrails"),
+]
