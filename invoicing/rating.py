@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_CEILING, Decimal, localcontext
 from enum import StrEnum
 from fractions import Fraction
 
@@ -361,6 +361,50 @@ def _slices(price: UsagePrice, billable: Decimal) -> tuple[tuple[TierSlice, ...]
 def usage_amount(price: UsagePrice, quantity: Decimal) -> Decimal:
     """The exact, unrounded charge for ``quantity`` units (the sum of the line's slices)."""
     return _rate_exact(price, quantity)[3]
+
+
+# Units beyond this are not a usage allowance anyone can reach (quantity columns hold 26
+# integer digits); a price that never charges this much leaves a money cap unbounded.
+_UNITS_CEILING = Decimal("1e24")
+_UNITS_PLACES = 12
+
+
+def units_within(price: UsagePrice, amount: Decimal) -> Decimal | None:
+    """The most units whose exact charge stays within ``amount``, up to where the charge
+    first exceeds it (a volume price can fall again past a tier bound; a money cap stops at
+    the first crossing). ``None`` when no quantity ever costs more than ``amount``.
+
+    The charge is non-decreasing inside each tier, so the first tier whose top costs more
+    than ``amount`` holds the answer, found by bisection to 12 places and then rounded to
+    the fewest places that still fit (5000, not 4999.999999999999)."""
+    amount = ensure_decimal(amount, name="amount")
+    _non_negative(amount, "amount")
+
+    def fits(quantity: Decimal) -> bool:
+        return _rate_exact(price, quantity)[3] <= amount
+
+    # Midpoints round (to 12 places); each charge is computed exactly by _rate_exact.
+    with localcontext(prec=60):
+        bounds = [price.included_units + t.up_to for t in price.tiers if t.up_to is not None]
+        lower = ZERO
+        for upper in [*bounds, _UNITS_CEILING]:
+            if not fits(upper):
+                break
+            lower = upper
+        else:
+            return None
+        step = Decimal(1).scaleb(-_UNITS_PLACES)
+        while upper - lower > step:
+            middle = ((lower + upper) / 2).quantize(step)
+            if fits(middle):
+                lower = middle
+            else:
+                upper = middle
+        for places in range(_UNITS_PLACES + 1):
+            shorter = lower.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
+            if shorter < upper and fits(shorter):
+                return shorter
+        return lower
 
 
 def _rate_exact(

@@ -24,6 +24,8 @@ from .models import (
     PriceComponent,
     Subscription,
 )
+from .pricing import usage_price
+from .rating import UsagePrice
 
 
 def plan_list(*, include_inactive: bool = False) -> QuerySet[Plan]:
@@ -142,3 +144,23 @@ def line_disputable(invoice: Invoice, line: InvoiceLine) -> bool:
     """A customer can dispute a line of a billed (finalized, not void) invoice that
     charges an amount: a discount, drawdown or cap line has nothing to credit."""
     return invoice.status in Invoice.BILLED and line.amount_minor > 0
+
+
+@dataclass(frozen=True)
+class MeterPrice:
+    price: UsagePrice
+    currency: str
+
+
+def meter_price(*, customer: Customer, meter) -> MeterPrice | None:
+    """How the customer's current plan version prices ``meter``, or ``None`` when it has no
+    subscription or the plan does not price the meter (money caps and spend alerts read it)."""
+    subscription = subscription_current(customer=customer)
+    if subscription is None:
+        return None
+    component = PriceComponent.objects.filter(
+        plan_version_id=subscription.plan_version_id, kind=PriceComponent.Kind.USAGE, meter=meter
+    ).first()
+    if component is None:
+        return None
+    return MeterPrice(usage_price(component), subscription.plan_version.plan.currency)
