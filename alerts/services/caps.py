@@ -10,6 +10,8 @@ from django.utils import timezone
 from accounts.errors import InvalidInput
 from accounts.models import Customer
 from accounts.services import Actor, audit_record, exact_decimal
+from invoicing import selectors as invoicing
+from invoicing.rating import units_within
 from metering import selectors as metering
 from metering.hooks import GuardVerdict, NewEvent
 from metering.ingest import event_quantity
@@ -33,13 +35,40 @@ def parse_quantity(value, *, field: str, allow_zero: bool = False) -> Decimal:
     return quantity
 
 
+def cap_units(cap: Cap) -> Decimal:
+    """The cap as units of its meter: a money cap buys as many units as the customer's
+    current price gives for its amount (unbounded when the price never reaches it, or the
+    plan no longer prices the meter)."""
+    if cap.measure == Cap.Measure.UNITS:
+        return cap.limit
+    priced = invoicing.meter_price(customer=cap.customer, meter=cap.meter)
+    units = None if priced is None else units_within(priced.price, cap.limit)
+    return MAX_QUANTITY - 1 if units is None else units
+
+
+def cap_describe(cap: Cap) -> str:
+    """'50000 calls' or '500 EUR of spend', for messages."""
+    if cap.measure == Cap.Measure.MONEY:
+        priced = invoicing.meter_price(customer=cap.customer, meter=cap.meter)
+        currency = f" {priced.currency}" if priced else ""
+        return f"{cap.limit.normalize():f}{currency} of spend"
+    return f"{cap.limit.normalize():f} {cap.meter.unit_label}"
+
+
 @transaction.atomic
 def cap_set(
-    *, actor: Actor, customer: Customer, meter: Meter, limit, on_exceed: str = Cap.OnExceed.REJECT
+    *,
+    actor: Actor,
+    customer: Customer,
+    meter: Meter,
+    limit,
+    on_exceed: str = Cap.OnExceed.REJECT,
+    measure: str = Cap.Measure.UNITS,
 ) -> Cap:
-    """Create or change the customer's cap on ``meter``. The new limit goes onto the
-    current and later windows in this transaction: every authorization that commits after
-    it is held to it (both update the window row, so they queue on its lock)."""
+    """Create or change the customer's cap on ``meter``, in units or in spend. The new
+    limit goes onto the current and later windows in this transaction: every authorization
+    that commits after it is held to it (both update the window row, so they queue on its
+    lock). A customer's own change detaches the cap from its plan's default."""
     if not meter.is_additive:
         raise InvalidInput(
             f"Meter {meter.code} {meter.get_aggregation_display().lower()}s: only count and "
@@ -52,22 +81,42 @@ def cap_set(
         raise InvalidInput(
             f"on_exceed must be one of: {', '.join(Cap.OnExceed.values)}.", field="on_exceed"
         )
+    if measure not in Cap.Measure.values:
+        raise InvalidInput(
+            f"measure must be one of: {', '.join(Cap.Measure.values)}.", field="measure"
+        )
+    if (
+        measure == Cap.Measure.MONEY
+        and invoicing.meter_price(customer=customer, meter=meter) is None
+    ):
+        raise InvalidInput(
+            f"The customer's plan does not price {meter.code}, so a spend cap on it has "
+            "nothing to count; cap its units instead.",
+            field="measure",
+            code="meter_not_priced",
+        )
     cap = Cap.objects.select_for_update().filter(customer=customer, meter=meter).first()
-    before = None if cap is None else {"limit": str(cap.limit), "on_exceed": cap.on_exceed}
+    before = None if cap is None else _cap_state(cap)
     if cap is None:
         cap = Cap(customer=customer, meter=meter)
-    cap.limit, cap.on_exceed = limit, on_exceed
+    cap.limit, cap.on_exceed, cap.measure = limit, on_exceed, measure
+    if actor is not None:  # the customer's or operator's own choice, not the plan's
+        cap.plan_default = None
     cap.save()
-    CapWindow.objects.filter(cap=cap, period_end__gt=timezone.now()).update(limit=limit)
+    CapWindow.objects.filter(cap=cap, period_end__gt=timezone.now()).update(limit=cap_units(cap))
     audit_record(
         actor=actor,
         action="cap.set",
         obj=cap,
         customer=customer,
         before=before,
-        after={"meter": meter.code, "limit": str(limit), "on_exceed": on_exceed},
+        after={"meter": meter.code, **_cap_state(cap)},
     )
     return cap
+
+
+def _cap_state(cap: Cap) -> dict:
+    return {"limit": str(cap.limit), "measure": cap.measure, "on_exceed": cap.on_exceed}
 
 
 @transaction.atomic
@@ -77,18 +126,21 @@ def cap_remove(*, actor: Actor, cap: Cap) -> None:
         action="cap.removed",
         obj=cap,
         customer=cap.customer,
-        before={"meter": cap.meter.code, "limit": str(cap.limit), "on_exceed": cap.on_exceed},
+        before={"meter": cap.meter.code, **_cap_state(cap)},
     )
     cap.delete()
 
 
-# A window opens with the cap's limit read in the same statement and the period's usage
-# so far; a concurrent opening waits for this one's row and uses it. (A cap change updates
-# the windows it can see; one opened in the same instant by a transaction still in flight
-# keeps the limit it read — the next change or period corrects it.)
+# A window opens with the cap's limit read in the same statement (a money cap's, converted
+# to units just before) and the period's usage so far; a concurrent opening waits for this
+# one's row and uses it. (A cap change updates the windows it can see; one opened in the
+# same instant by a transaction still in flight keeps the limit it read — the next change
+# or period corrects it.)
 _OPEN_WINDOW = """
     INSERT INTO alerts_capwindow (cap_id, period_start, period_end, "limit", used, reserved)
-    SELECT id, %(start)s, %(end)s, "limit", %(used)s, 0 FROM alerts_cap WHERE id = %(cap_id)s
+    SELECT id, %(start)s, %(end)s,
+           CASE WHEN measure = 'units' THEN "limit" ELSE %(money_units)s END, %(used)s, 0
+    FROM alerts_cap WHERE id = %(cap_id)s
     ON CONFLICT (cap_id, period_start) DO NOTHING
 """
 
@@ -105,7 +157,13 @@ def _window(cap: Cap, now: datetime) -> CapWindow:
         with connection.cursor() as cursor:
             cursor.execute(
                 _OPEN_WINDOW,
-                {"cap_id": cap.pk, "start": period.start, "end": period.end, "used": used},
+                {
+                    "cap_id": cap.pk,
+                    "start": period.start,
+                    "end": period.end,
+                    "used": used,
+                    "money_units": cap_units(cap),
+                },
             )
         window = CapWindow.objects.get(cap=cap, period_start=period.start)
     return window
@@ -262,6 +320,13 @@ def caps_guard(events: list[NewEvent]) -> dict[int, GuardVerdict]:
             window = latest[cap.pk] = _window(cap, event.timestamp)
         by_window.setdefault(window.pk, []).append((event.index, quantity))
     verdicts: dict[int, GuardVerdict] = {}
+    descriptions: dict[int, str] = {}
+
+    def describe(cap: Cap) -> str:
+        if cap.pk not in descriptions:
+            descriptions[cap.pk] = cap_describe(cap)
+        return descriptions[cap.pk]
+
     # Locked in id order: two batches touching the same windows cannot deadlock.
     locked = CapWindow.objects.select_for_update().filter(pk__in=by_window).order_by("pk")
     for window in locked.select_related("cap__meter"):
@@ -274,8 +339,8 @@ def caps_guard(events: list[NewEvent]) -> dict[int, GuardVerdict]:
             beyond = quantity - from_reserved
             if beyond > allowance - added:
                 message = (
-                    f"The {cap.meter.code} cap of {cap.limit.normalize():f} {cap.meter.unit_label}"
-                    " for this billing period is reached."
+                    f"The {cap.meter.code} cap of {describe(cap)} for this billing period "
+                    "is reached."
                 )
                 if cap.on_exceed == Cap.OnExceed.REJECT:
                     verdicts[index] = GuardVerdict("cap_exceeded", message)

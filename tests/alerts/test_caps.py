@@ -137,7 +137,11 @@ def test_setting_a_cap_again_changes_it_and_every_change_is_audited(customer_a, 
     assert (second.limit, second.on_exceed) == (50, "flag")
     audits = AuditLog.objects.filter(action="cap.set").order_by("pk")
     assert [a.after["limit"] for a in audits] == ["100", "50"]
-    assert audits.last().before == {"limit": "100.000000000000", "on_exceed": "reject"}
+    assert audits.last().before == {
+        "limit": "100.000000000000",
+        "measure": "units",
+        "on_exceed": "reject",
+    }
 
 
 @pytest.mark.django_db
