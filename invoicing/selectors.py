@@ -1,19 +1,27 @@
 """Reads for invoicing: plans, subscriptions, invoices, and the upcoming-invoice preview."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from accounts.models import Customer
 from accounts.tenancy import principal_customer_id, scoped
 from metering import selectors as metering
 
-from .charges import Catalog, Span, carried_from_previous, rate_subscription_period
-from .currency import round_half_up
+from .charges import (
+    Catalog,
+    Span,
+    UsageOf,
+    carried_from_previous,
+    rate_subscription_period,
+    spans,
+)
+from .currency import round_half_up, to_minor
 from .models import (
     CreditNote,
     Dispute,
@@ -24,8 +32,9 @@ from .models import (
     PriceComponent,
     Subscription,
 )
-from .pricing import usage_price
-from .rating import UsagePrice
+from .periods import INTERVAL_MONTHS
+from .pricing import period_pricing, usage_price
+from .rating import RatedLine, UsagePrice, rate_period
 
 
 def plan_list(*, include_inactive: bool = False) -> QuerySet[Plan]:
@@ -164,3 +173,184 @@ def meter_price(*, customer: Customer, meter) -> MeterPrice | None:
     if component is None:
         return None
     return MeterPrice(usage_price(component), subscription.plan_version.plan.currency)
+
+
+# --- Rating usage that has not happened yet (forecasts, plan comparisons) ---------------
+
+
+@dataclass(frozen=True)
+class RatedScenario:
+    lines: list[InvoiceLine]  # unsaved
+    total_minor: int
+    commitment_balance_after_minor: int
+
+
+@dataclass(frozen=True)
+class PeriodScenarios:
+    """One billing period rated under several usages, the same way period close rates it."""
+
+    subscription: Subscription
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    carried_balance_minor: int  # prepaid commitment balance the period takes over
+    # The prepaid commitment per term of the period's last plan version, if it has one.
+    commitment_minor: int | None
+    commitment_months: int | None
+    rated: dict[str, RatedScenario]
+
+
+def subscription_period_scenarios(
+    *,
+    subscription: Subscription,
+    start: datetime,
+    end: datetime,
+    scenarios: Mapping[str, UsageOf],
+) -> PeriodScenarios:
+    """``[start, end)`` of ``subscription`` rated once per named usage (``usage_of`` as
+    ``rate_subscription_period`` takes it), with the commitment balance carried from the
+    invoice before: one query for that balance and one per plan version for its prices,
+    however many scenarios. The rating engine is the one period close uses."""
+    balance = carried_from_previous([(subscription.pk, start)])[
+        (subscription.pk, start)
+    ].commitment_balance_minor
+    catalog = Catalog()
+    rated = {}
+    for name, usage_of in scenarios.items():
+        lines, after = rate_subscription_period(
+            subscription,
+            start,
+            end,
+            usage_of=usage_of,
+            commitment_balance_minor=balance,
+            catalog=catalog,
+        )
+        rated[name] = RatedScenario(lines, sum(line.amount_minor for line in lines), after)
+    currency = subscription.plan_version.plan.currency
+    commitment = None
+    period_spans = spans(subscription, start, end)
+    if period_spans:
+        commitment = next(
+            (
+                c
+                for c in catalog.components(period_spans[-1].plan_version)
+                if c.kind == PriceComponent.Kind.COMMITMENT
+            ),
+            None,
+        )
+    return PeriodScenarios(
+        subscription=subscription,
+        currency=currency,
+        period_start=start,
+        period_end=end,
+        carried_balance_minor=balance,
+        commitment_minor=None if commitment is None else to_minor(commitment.amount, currency),
+        commitment_months=None if commitment is None else commitment.commitment_months,
+        rated=rated,
+    )
+
+
+def plan_offers(*, currency: str) -> list[PlanVersion]:
+    """The latest version of every active plan billed in ``currency``, with its prices
+    (one query each for plans, versions, components and their meters)."""
+    offers = []
+    for plan in plan_list().filter(currency=currency).order_by("name", "pk"):
+        versions = list(plan.versions.all())
+        if versions:
+            latest = max(versions, key=lambda version: version.version)
+            latest.plan = plan  # already read: spare the lookup
+            offers.append(latest)
+    return offers
+
+
+SIX_PLACES = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """A plan version rated over its own periods at a steady usage per period."""
+
+    version: PlanVersion
+    periods: int  # a commitment term's worth of the version's periods, else one
+    total_minor: int  # over all ``periods``
+    first_period: tuple[RatedLine, ...]
+    per_usage_period_minor: int  # the average cost per period of the usage's interval
+
+
+def plan_version_cost(
+    *, version: PlanVersion, usage: Mapping[int, Decimal], usage_interval: str | None = None
+) -> PlanCost:
+    """What ``version`` would charge a new subscriber whose usage (meter id -> quantity) is
+    ``usage`` every ``usage_interval`` (the version's own interval by default), rated by
+    the engine: flat fees for whole periods, and with a prepaid commitment its whole term
+    (the fee up front, drawn down period by period), so a commitment is compared by what
+    it costs per period over its term. For a version billed at another interval, count
+    and sum usage scales with the period's length (gauges, maxima and distinct counts do
+    not), and the cost comes back per ``usage_interval`` as well, so plans of different
+    intervals compare over the same time. Reads the version's components once unless
+    prefetched (``plan_offers`` does)."""
+    prefetch_related_objects(
+        [version], Prefetch("components", queryset=PriceComponent.objects.select_related("meter"))
+    )
+    components = sorted(version.components.all(), key=lambda c: c.position)
+    pricing = period_pricing(version.plan.currency, components)
+    interval_months = INTERVAL_MONTHS[version.interval]
+    usage_months = INTERVAL_MONTHS[usage_interval or version.interval]
+    scale = Fraction(interval_months, usage_months)
+    quantities = {}
+    for c in components:
+        if c.kind != PriceComponent.Kind.USAGE:
+            continue
+        quantity = usage.get(c.meter_id, Decimal(0))
+        if scale != 1 and c.meter.is_additive:
+            # (Six places: finer than any meter counts, and exact to rate.)
+            quantity = (quantity * scale.numerator / scale.denominator).quantize(SIX_PLACES)
+        quantities[str(c.pk)] = quantity
+    months = next(
+        (c.commitment_months for c in components if c.kind == PriceComponent.Kind.COMMITMENT),
+        None,
+    )
+    periods = max(1, -(-months // interval_months)) if months else 1
+    balance, total, first = 0, 0, ()
+    for index in range(periods):
+        rated = rate_period(
+            pricing,
+            quantities,
+            commitment_balance_minor=balance,
+            # As invoicing does: a term starts with the subscription, then every N months.
+            starts_commitment_term=bool(months) and (index * interval_months) % months == 0,
+        )
+        balance, total = rated.commitment_balance_minor, total + rated.total_minor
+        first = first or rated.lines
+    return PlanCost(
+        version=version,
+        periods=periods,
+        total_minor=total,
+        first_period=first,
+        per_usage_period_minor=round_half_up(
+            Fraction(total * usage_months, periods * interval_months)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class VersionTerms:
+    prices: dict[int, UsagePrice]  # meter id -> its usage price
+    commitment: Decimal | None  # the prepaid commitment per period, if the plan has one
+
+
+def plan_version_terms(version: PlanVersion) -> VersionTerms:
+    """What a plan version charges per meter and commits the customer to (alert levels
+    in money or percent of included units or commitment are measured against it)."""
+    components = list(version.components.all())
+    commitment = next(
+        (c.amount for c in components if c.kind == PriceComponent.Kind.COMMITMENT), None
+    )
+    return VersionTerms(
+        prices={
+            c.meter_id: usage_price(c)
+            for c in components
+            if c.kind == PriceComponent.Kind.USAGE and c.meter_id is not None
+        },
+        commitment=commitment,
+    )
