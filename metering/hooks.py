@@ -9,17 +9,23 @@
 * A *billing period* provider says which ``[start, end)`` a customer is billed for at a
   moment (invoicing: the subscription's current period), or ``None`` when it does not
   know; the usage dashboard shows that period, else the calendar month.
+* A *usage forecast* provider gives a meter's running total to the period's end as a
+  band (alerts: the forecast from the customer's daily usage), or ``None`` when it has
+  none; the dashboard draws it on the cumulative chart and prints the projected range.
 
 Register each from an ``AppConfig.ready()``.
 """
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from accounts.models import Customer
+
+    from .models import Meter
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +48,38 @@ class GuardVerdict(NamedTuple):
     refuse: bool = True  # else accepted, flagged with the code and message
 
 
+class BandPoint(NamedTuple):
+    """The forecast running total of the period at the end of ``day`` (customer's zone);
+    floats: for drawing only."""
+
+    day: date
+    p10: float
+    p50: float
+    p90: float
+
+
+class UsageOutlook(NamedTuple):
+    """A meter's forecast for one period: the band day by day, and the period-end usage."""
+
+    points: tuple[BandPoint, ...]  # from the last complete day to the period's last day
+    p10: Decimal
+    p50: Decimal
+    p90: Decimal
+
+
 IngestGuard = Callable[[list[NewEvent]], dict[int, GuardVerdict]]
 UsageListener = Callable[[set[tuple[int, int]]], None]
 # (customer, now) -> (start, end) of the billing period containing now, aware, or None.
 BillingPeriodProvider = Callable[["Customer", datetime], tuple[datetime, datetime] | None]
+# (customer, meter, now, (start, end) of the period shown) -> its outlook, or None.
+ForecastProvider = Callable[
+    ["Customer", "Meter", datetime, tuple[datetime, datetime]], UsageOutlook | None
+]
 
 _ingest_guards: list[IngestGuard] = []
 _usage_listeners: list[UsageListener] = []
 _billing_period_providers: list[BillingPeriodProvider] = []
+_forecast_providers: list[ForecastProvider] = []
 
 
 def register_ingest_guard(guard: IngestGuard) -> None:
@@ -67,9 +97,19 @@ def register_billing_period(provider: BillingPeriodProvider) -> None:
         _billing_period_providers.append(provider)
 
 
+def register_forecast_provider(provider: ForecastProvider) -> None:
+    if provider not in _forecast_providers:
+        _forecast_providers.append(provider)
+
+
 def unregister(fn) -> None:
     """For tests: remove a guard, listener or provider."""
-    for registry in (_ingest_guards, _usage_listeners, _billing_period_providers):
+    for registry in (
+        _ingest_guards,
+        _usage_listeners,
+        _billing_period_providers,
+        _forecast_providers,
+    ):
         if fn in registry:
             registry.remove(fn)
 
@@ -118,4 +158,21 @@ def billing_period(customer: "Customer", now: datetime) -> tuple[datetime, datet
         if start <= now < end:
             return start, end
         logger.warning("billing period provider %r gave [%s, %s) for %s", provider, start, end, now)
+    return None
+
+
+def usage_forecast(
+    customer: "Customer", meter: "Meter", now: datetime, period: tuple[datetime, datetime]
+) -> UsageOutlook | None:
+    """The first provider's outlook for ``meter`` over ``period``; ``None`` when none has
+    one. A forecast only adds to the page: a failing provider is logged and the page shows
+    usage without it, as it does with no provider at all."""
+    for provider in _forecast_providers:
+        try:
+            outlook = provider(customer, meter, now, period)
+        except Exception:
+            logger.exception("forecast provider %r failed for meter %s", provider, meter.pk)
+            continue
+        if outlook is not None:
+            return outlook
     return None
