@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from accounts.errors import Conflict, InvalidInput
 from accounts.models import Contact, Customer, Persona
-from accounts.services import Actor, actor_label, audit_record, changed_fields, snapshot
+from accounts.services import Actor, actor_label, audit_record, snapshot
+from accounts.services.audit import changed_fields
 from alerts.channels import OutboundRefused, generate_webhook_secret, parse_outbound_url
 from alerts.channels.addresses import check_address
 
