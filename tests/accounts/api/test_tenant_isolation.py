@@ -21,7 +21,8 @@ from django.utils import timezone
 from accounts.api.errors import api_not_found
 from accounts.models import ApiKey, Customer
 from accounts.scopes import ALL_SCOPES
-from alerts.models import Cap
+from alerts import services as alerts
+from alerts.models import Alert, Cap, WebhookEndpoint
 from invoicing import services as invoicing
 from invoicing.models import Invoice, Plan
 from metering.ingest import events_ingest
@@ -111,6 +112,31 @@ def _cap_of(customer: Customer) -> Cap:
     return Cap.objects.get_or_create(customer=customer, meter=meter, defaults={"limit": 100})[0]
 
 
+def _alert_of(customer: Customer) -> Alert:
+    """An alert of the customer's, named after it so a leak shows (history routes)."""
+    now = timezone.now()
+    return Alert.objects.create(
+        customer=customer,
+        kind="threshold",
+        period_start=now - timedelta(days=3),
+        period_end=now + timedelta(days=27),
+        level=f"walk-{customer.pk}",
+        title=f"{customer.name} passed a level",
+        summary=f"{customer.name} used a lot",
+        triggered_at=now,
+    )
+
+
+def _endpoint_of(customer: Customer) -> WebhookEndpoint:
+    found = WebhookEndpoint.objects.filter(customer=customer).first()
+    return found or alerts.endpoint_create(
+        actor=None,
+        customer=customer,
+        url=f"https://{customer.external_id}.example.com/hooks",
+        description=f"{customer.name} receiver",
+    )
+
+
 def _billing(part: str) -> Callable[[Customer], Model]:
     return lambda customer: _billing_of(customer)[part]
 
@@ -185,6 +211,21 @@ OBJECT_ROUTES: dict[str, ObjectRoute] = {
         make=_cap_of,
         kwargs=lambda obj: {"cap_id": obj.pk},
         change={"limit": "1"},
+    ),
+    "api/v1/alerts/<int:alert_id>": ObjectRoute(
+        make=_alert_of,
+        kwargs=lambda obj: {"alert_id": obj.pk},
+        change={},
+    ),
+    "api/v1/webhook-endpoints/<int:endpoint_id>": ObjectRoute(
+        make=_endpoint_of,
+        kwargs=lambda obj: {"endpoint_id": obj.pk},
+        change={"url": "https://attacker.example.com/hooks", "enabled": False},
+    ),
+    "api/v1/webhook-endpoints/<int:endpoint_id>/rotate-secret": ObjectRoute(
+        make=_endpoint_of,
+        kwargs=lambda obj: {"endpoint_id": obj.pk},
+        change={"overlap_hours": 0},
     ),
     "api/v1/customers/<str:external_id>/upcoming-invoice": ObjectRoute(
         make=_billing("customer"),
@@ -333,4 +374,6 @@ def test_no_api_route_shows_customer_b_data_to_customer_a(customer_a, customer_b
         "/api/v1/invoices",
         "/api/v1/credit-notes",
         "/api/v1/plans",
+        "/api/v1/alerts",
+        "/api/v1/webhook-endpoints",
     } <= set(checked)
