@@ -36,7 +36,7 @@ def endpoint_url(url) -> str:
     """A URL we may post alerts to, or InvalidInput with the channel's own code
     (``invalid_url``, ``scheme_not_allowed``, ``blocked_private``...)."""
     if not isinstance(url, str):
-        raise InvalidInput("url must be a string.", field="url", code="invalid_url")
+        raise InvalidInput("The URL must be text.", field="url", code="invalid_url")
     url = url.strip()
     if len(url) > URL_MAX_LENGTH:
         raise InvalidInput(
@@ -45,7 +45,8 @@ def endpoint_url(url) -> str:
     try:
         target = parse_outbound_url(url)
         # RFC 6761: these names are loopback wherever they are resolved.
-        if target.host.rstrip(".") == "localhost" or target.host.endswith(".localhost"):
+        host = target.host.rstrip(".")
+        if host == "localhost" or host.endswith(".localhost"):
             check_address("127.0.0.1")
     except OutboundRefused as exc:
         raise InvalidInput(_refusal_message(exc), field="url", code=exc.code) from exc
