@@ -10,11 +10,13 @@ printed on the page are formatted from the Decimals themselves.
 """
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 import plotly.io as pio
 
+from .hooks import BandPoint
 from .models import Meter
 from .selectors import UsagePoint
 
@@ -22,6 +24,7 @@ from .selectors import UsagePoint
 ACCENT = "#4f46e5"
 ACCENT_SOFT = "#c7d2fe"
 CUMULATIVE = "#f59e0b"
+FORECAST_FILL = "rgba(245, 158, 11, 0.16)"  # the running total's colour, faint
 GRID = "#eef0f4"
 TEXT = "#475467"
 FONT = 'ui-sans-serif, system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif'
@@ -90,10 +93,17 @@ def render(figure: dict, name: str) -> str:
 
 
 def daily_figure(
-    *, meter: Meter, series: list[UsagePoint], period_start: datetime, period_end: datetime
+    *,
+    meter: Meter,
+    series: list[UsagePoint],
+    period_start: datetime,
+    period_end: datetime,
+    band: Sequence[BandPoint] | None = None,
 ) -> dict:
     """Daily bars for the period so far; for additive meters, the running total as a
-    line on a second axis. The x axis spans the whole period, so the month's shape shows."""
+    line on a second axis and, with a ``band`` (the forecast), where it is heading: the
+    p10-p90 range shaded and the p50 dashed, to the period's end. The x axis spans the
+    whole period, so the month's shape shows."""
     days = [p.bucket.date().isoformat() for p in series]
     values = [_number(p.value) for p in series]
     unit = meter.unit_label
@@ -147,6 +157,8 @@ def daily_figure(
                 "hovertemplate": f"%{{y:{value_format}}} {unit}<extra>Month to date</extra>",
             }
         )
+        if band:
+            data.extend(_band_traces(band, unit, value_format))
         layout["yaxis2"] = {
             "overlaying": "y",
             "side": "right",
@@ -169,6 +181,52 @@ def daily_figure(
         }
         layout["margin"] = {"l": 8, "r": 8, "t": 30, "b": 8}
     return {"data": data, "layout": layout}
+
+
+def _band_traces(band: Sequence[BandPoint], unit: str, value_format: str) -> list[dict]:
+    """The forecast on the running total's axis: p10 (an invisible edge), p90 filled down
+    to it, then p50 dashed on top."""
+    days = [p.day.isoformat() for p in band]
+    edge = {"width": 0, "color": CUMULATIVE, "shape": "spline", "smoothing": 0.4}
+    return [
+        {
+            "type": "scatter",
+            "x": days,
+            "y": [p.p10 for p in band],
+            "name": "Forecast low (p10)",
+            "yaxis": "y2",
+            "mode": "lines",
+            "line": edge,
+            "showlegend": False,
+            "hoverinfo": "skip",
+        },
+        {
+            "type": "scatter",
+            "x": days,
+            "y": [p.p90 for p in band],
+            "customdata": [p.p10 for p in band],
+            "name": "Forecast range",
+            "yaxis": "y2",
+            "mode": "lines",
+            "line": edge,
+            "fill": "tonexty",
+            "fillcolor": FORECAST_FILL,
+            "hovertemplate": (
+                f"%{{customdata:{value_format}}} to %{{y:{value_format}}} {unit}"
+                "<extra>Forecast range</extra>"
+            ),
+        },
+        {
+            "type": "scatter",
+            "x": days,
+            "y": [p.p50 for p in band],
+            "name": "Forecast",
+            "yaxis": "y2",
+            "mode": "lines",
+            "line": {"color": CUMULATIVE, "width": 2, "dash": "dash"},
+            "hovertemplate": f"%{{y:{value_format}}} {unit}<extra>Forecast</extra>",
+        },
+    ]
 
 
 def history_figure(*, meter: Meter, series: list[UsagePoint], current_month: datetime) -> dict:

@@ -1,8 +1,13 @@
-"""The Billing page: the plan, the current period with the invoice so far and its
-straight-line projection, the invoices (paginated) and the customer's disputes.
+"""The Billing page: the plan, the current period with the invoice so far and where it is
+heading, the invoices (paginated) and the customer's disputes.
+
+The projection is the projected-cost hook's range (alerts: the period rated at the
+forecast usage) when a provider answers for this period, else the straight-line
+projection of the upcoming invoice.
 
 Queries are bounded by the plan's price components (the upcoming invoice measures each
-usage component), never by the number of invoices or disputes.
+usage component, the projection forecasts each metered one), never by the number of
+invoices or disputes.
 """
 
 from django.core.paginator import Paginator
@@ -10,7 +15,7 @@ from django.utils import timezone
 
 from metering.views import wants_fragment
 
-from .. import selectors
+from .. import hooks, selectors
 from ..currency import format_money
 from . import BillingView
 from .display import invoice_rows, line_row
@@ -30,7 +35,8 @@ class BillingHomeView(BillingView):
     def get(self, request):
         if wants_fragment(request):  # a page of the invoices list
             return self.render(INVOICES, self.invoices_context())
-        upcoming = selectors.upcoming_invoice(customer=self.customer, now=timezone.now())
+        now = timezone.now()
+        upcoming = selectors.upcoming_invoice(customer=self.customer, now=now)
         context = {**self.invoices_context(), "upcoming": upcoming}
         if upcoming is not None:
             currency = upcoming.currency
@@ -40,6 +46,20 @@ class BillingHomeView(BillingView):
                 upcoming_total=format_money(upcoming.total_minor, currency),
                 projected_total=format_money(upcoming.projected_total_minor, currency),
             )
+            forecast = hooks.projected_cost(
+                self.customer, now, period=(upcoming.period_start, upcoming.period_end)
+            )
+            if forecast is not None and forecast.currency == currency:
+                context.update(
+                    projected_by_forecast=True,
+                    projected_total=format_money(forecast.p50_minor, currency),
+                    projected_range=(
+                        f"{format_money(forecast.p10_minor, currency).removesuffix(currency)}"
+                        f"– {format_money(forecast.p90_minor, currency)}"  # noqa: RUF001
+                        if forecast.p10_minor != forecast.p90_minor
+                        else None
+                    ),
+                )
         disputes = selectors.dispute_list(principal=self.membership).select_related("opened_by")
         context["disputes"] = list(disputes[: DISPUTES_SHOWN + 1])
         context["more_disputes"] = len(context["disputes"]) > DISPUTES_SHOWN

@@ -3,13 +3,16 @@
 For each active meter: usage this period (the customer's billing period when a layer above
 knows one through ``hooks.billing_period``, else the calendar month in the customer's time
 zone) as a big number, a daily chart with the running total, the breakdown by each of the
-meter's dimensions, and twelve months of history. Every figure comes from
-``metering.selectors`` for the signed-in member's own customer; the page re-renders its
-live part through htmx every 30 seconds.
+meter's dimensions, and twelve months of history. For count and sum meters, when a layer
+above forecasts usage (``hooks.usage_forecast``), the running total gains the forecast
+band to the period's end and the panel says where the period is heading. Every figure
+comes from ``metering.selectors`` for the signed-in member's own customer; the page
+re-renders its live part through htmx every 30 seconds.
 
 Queries are bounded: per meter one total, one daily series, one monthly series and one
 breakdown per dimension (at most three), whatever the data; plus what the billing-period
-provider needs once per page.
+provider needs once per page, and per count or sum meter what the forecast provider needs
+(alerts: its billing period, a daily series and two totals).
 """
 
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ from django.utils import timezone
 
 from accounts.views.mixins import PortalView
 
-from .. import charts, selectors
+from .. import charts, hooks, selectors
 from ..models import Meter
 from . import wants_fragment
 
@@ -56,6 +59,19 @@ class Breakdown:
 
 
 @dataclass
+class Projection:
+    """Where the period is heading, as the page prints it."""
+
+    p50: str
+    low: str
+    high: str
+
+    @property
+    def is_range(self) -> bool:
+        return self.low != self.high
+
+
+@dataclass
 class MeterPanel:
     meter: Meter
     total: Decimal
@@ -66,8 +82,19 @@ class MeterPanel:
     has_history: bool
     additive: bool
     daily_chart: str = ""
+    projection: Projection | None = None
     history_chart: str = ""
     breakdowns: list[Breakdown] = field(default_factory=list)
+
+
+def _outlook(customer, meter: Meter, now: datetime, period: selectors.Period):
+    """The forecast for an additive meter, unless it has nothing to say (never used)."""
+    if not meter.is_additive:
+        return None
+    outlook = hooks.usage_forecast(customer, meter, now, (period.start, period.end))
+    if outlook is None or not outlook.p90:
+        return None
+    return outlook
 
 
 def _breakdown(meter: Meter, points: list[selectors.UsagePoint], dimension: str) -> Breakdown:
@@ -104,6 +131,7 @@ def meter_panel(
     )
     last_month = monthly[-2].value if len(monthly) > 1 else None
     has_usage = any(p.value for p in daily)
+    outlook = _outlook(customer, meter, now, period)
     panel = MeterPanel(
         meter=meter,
         total=total,
@@ -114,10 +142,21 @@ def meter_panel(
         has_history=any(p.value for p in monthly),
         additive=meter.is_additive,
     )
-    if has_usage:
-        panel.daily_chart = charts.daily_chart(
-            meter=meter, series=daily, period_start=period_start, period_end=period_end
+    if outlook is not None:
+        panel.projection = Projection(
+            p50=charts.format_quantity(outlook.p50),
+            low=charts.format_quantity(outlook.p10),
+            high=charts.format_quantity(outlook.p90),
         )
+    if has_usage or outlook is not None:
+        panel.daily_chart = charts.daily_chart(
+            meter=meter,
+            series=daily,
+            period_start=period_start,
+            period_end=period_end,
+            band=outlook.points if outlook is not None else None,
+        )
+    if has_usage:
         panel.breakdowns = [
             _breakdown(
                 meter,

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.roles import Role
-from invoicing import selectors, services
+from invoicing import hooks, selectors, services
 from invoicing.currency import format_money
 from invoicing.models import Invoice
 from tests.accounts.portal.helpers import HTMX, member, signed_in
@@ -42,8 +42,13 @@ def test_the_page_shows_plan_period_the_invoice_so_far_and_its_projection(
     so_far = re.search(r'data-testid="upcoming-total">([^<]+)<', page).group(1)
     projected = re.search(r'data-testid="projected-total">([^<]+)<', page).group(1)
     assert so_far == format_money(upcoming.total_minor, "USD") == "99.00 USD"
-    assert projected == format_money(upcoming.projected_total_minor, "USD")
-    assert "straight-line projection" in page
+    # Alerts' projected-cost provider answers, so the forecast replaces the straight line
+    # (both sides: tests/invoicing/portal/test_billing_projection.py).
+    forecast = hooks.projected_cost(
+        billed_a.customer, timezone.now(), period=(upcoming.period_start, upcoming.period_end)
+    )
+    assert projected == format_money(forecast.p50_minor, "USD")
+    assert "Forecast from your daily usage" in page
     # The invoice so far lists each line.
     assert "Platform fee" in page and "API calls" in page
 

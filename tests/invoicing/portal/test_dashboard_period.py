@@ -122,8 +122,9 @@ def test_the_dashboard_stays_bounded_with_a_subscription(
     send(at(a, "in-1", "api_call", now - timedelta(days=1), region="eu", endpoint="/v1"))
     signed_in(client, owner_a)
     client.get(DASHBOARD)
-    # As tests/metering/portal: per meter a total, two series and a breakdown per dimension;
-    # per page the session, user, membership, meters and one billing-period lookup.
-    with django_assert_max_num_queries(3 + len(meter.group_by) + 5):
+    # As tests/metering/portal: per meter a total, two series and a breakdown per dimension,
+    # and the forecast (its billing period, a daily series, two totals); per page the
+    # session, user, membership, meters and one billing-period lookup.
+    with django_assert_max_num_queries(3 + len(meter.group_by) + 4 + 5):
         page = client.get(DASHBOARD).content.decode()
     assert "By endpoint this billing period" in page
