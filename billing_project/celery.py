@@ -16,6 +16,9 @@ app.conf.task_routes = {
     "accounts.tasks.*": {"queue": "notifications"},
     "metering.tasks.*": {"queue": "ingest"},
     "invoicing.tasks.*": {"queue": "billing"},
+    # Sending is notification work; evaluating rules and caps is the alert queue's.
+    "alerts.tasks.delivery_send": {"queue": "notifications"},
+    "alerts.tasks.deliveries_sweep": {"queue": "notifications"},
     "alerts.tasks.*": {"queue": "alerts"},
     "revenue.tasks.*": {"queue": "billing"},
 }

@@ -92,6 +92,18 @@ SCHEDULE: list[PeriodicEntry] = [
         every=timedelta(minutes=1),
         queue="alerts",
     ),
+    PeriodicEntry(
+        name="alerts: evaluate velocity, anomaly and predictive rules",
+        task="alerts.tasks.rules_evaluate",
+        every=timedelta(minutes=15),
+        queue="alerts",
+    ),
+    PeriodicEntry(
+        name="alerts: send due and lost deliveries",
+        task="alerts.tasks.deliveries_sweep",
+        every=timedelta(seconds=30),
+        queue="notifications",
+    ),
 ]
 
 

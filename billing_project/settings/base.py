@@ -321,3 +321,5 @@ STRIPE_WEBHOOK_SECRET = env_value("STRIPE_WEBHOOK_SECRET", env.str, default="")
 ALERTS_OUTBOUND_ALLOWED_NETWORKS = env_value(
     "ALERTS_OUTBOUND_ALLOWED_NETWORKS", env.list, default=[]
 )
+# The demo records deliveries as skipped instead of sending them anywhere.
+ALERTS_OUTBOUND_DRY_RUN = env_value("ALERTS_OUTBOUND_DRY_RUN", env.bool, default=False)

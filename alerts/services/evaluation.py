@@ -1,0 +1,554 @@
+"""Firing and resolving alerts: thresholds as usage lands, the rest on a schedule.
+
+Thresholds are checked right after an ingest commits, for the (customer, meter) pairs it
+touched (metering's usage-recorded hook), and again by a scheduled backstop that catches
+anything a crashed request missed. Velocity, anomaly and predictive rules run on Beat.
+
+Every alert is inserted with ``ON CONFLICT DO NOTHING`` on (rule, period, level): however
+many requests, workers and sweeps see the same crossing, one alert exists and one set of
+deliveries is queued — in the alert's own transaction (the outbox), so a committed alert
+always has them.
+"""
+
+import logging
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Customer
+from invoicing import selectors as invoicing
+from invoicing.currency import from_minor
+from invoicing.rating import UsagePrice, units_within, usage_amount
+from metering import selectors as metering
+from metering.models import Meter
+
+from .. import messages
+from ..models import Alert, AlertRule, CapWindow
+from ..selectors.forecasts import meter_forecast
+from . import outbox, signals
+
+logger = logging.getLogger(__name__)
+
+Kind = AlertRule.Kind
+Basis = AlertRule.Basis
+PERCENT = Decimal(100)
+# A predictive alert resolves once the odds fall this far below its confidence, so odds
+# hovering at the line do not open and close it every hour.
+PREDICTIVE_HYSTERESIS = Decimal("0.10")
+# Anomalies compare a day with the same weekday over this many weeks (robust: median/MAD).
+ANOMALY_WEEKS = 8
+ANOMALY_MIN_SAME_WEEKDAYS = 3
+MAD_TO_SIGMA = Decimal("1.4826")  # a normal distribution's sigma is 1.4826 MAD
+
+
+@dataclass
+class Terms:
+    """What a customer's plan says about a meter this period: its price and allowances."""
+
+    currency: str | None = None
+    prices: dict[int, UsagePrice] = field(default_factory=dict)
+    commitment: Decimal | None = None
+
+
+@dataclass
+class Position:
+    """Where a rule's subject stands this period, in its own basis."""
+
+    value: Decimal  # in the rule's basis: units, money (major units) or percent
+    usage: Decimal | None  # the meter's units this period (None: total spend)
+    spend: Decimal | None  # money, where the plan prices it
+    reference: Decimal | None  # the 100% of a percent basis, in units or money
+    currency: str | None
+
+
+class Subjects:
+    """Reads each customer's period, terms, usage and spend once for all of its rules."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self._periods: dict[int, metering.Period] = {}
+        self._terms: dict[int, Terms] = {}
+        self._usage: dict[tuple[int, int], Decimal] = {}
+        self._spend: dict[int, Decimal] = {}
+        self._caps: dict[tuple[int, int], Decimal | None] = {}
+
+    def period(self, customer: Customer) -> metering.Period:
+        if customer.pk not in self._periods:
+            self._periods[customer.pk] = metering.current_period(customer, self.now)
+        return self._periods[customer.pk]
+
+    def terms(self, customer: Customer) -> Terms:
+        if customer.pk not in self._terms:
+            self._terms[customer.pk] = _terms(customer)
+        return self._terms[customer.pk]
+
+    def usage(self, customer: Customer, meter: Meter) -> Decimal:
+        key = (customer.pk, meter.pk)
+        if key not in self._usage:
+            period = self.period(customer)
+            self._usage[key] = metering.usage_total(
+                customer=customer, meter=meter, start=period.start, end=period.end
+            )
+        return self._usage[key]
+
+    def total_spend(self, customer: Customer) -> Decimal | None:
+        if customer.pk not in self._spend:
+            upcoming = invoicing.upcoming_invoice(customer=customer, now=self.now)
+            self._spend[customer.pk] = (
+                None if upcoming is None else from_minor(upcoming.total_minor, upcoming.currency)
+            )
+        return self._spend[customer.pk]
+
+    def usage_today(self, customer: Customer, meter: Meter) -> Decimal:
+        zone = ZoneInfo(customer.timezone)
+        today = self.now.astimezone(zone).date()
+        midnight = datetime(today.year, today.month, today.day, tzinfo=zone)
+        return metering.usage_total(customer=customer, meter=meter, start=midnight, end=self.now)
+
+    def cap_units(self, customer: Customer, meter: Meter) -> Decimal | None:
+        key = (customer.pk, meter.pk)
+        if key not in self._caps:
+            window = CapWindow.objects.filter(
+                cap__customer=customer, cap__meter=meter, period_start=self.period(customer).start
+            ).first()
+            if window is not None:
+                self._caps[key] = window.limit
+            else:
+                from .caps import cap_units
+
+                cap = customer.caps.filter(meter=meter).first()
+                self._caps[key] = None if cap is None else cap_units(cap)
+        return self._caps[key]
+
+    def position(self, rule: AlertRule) -> Position | None:
+        """The rule's subject now, or ``None`` when the basis has nothing to measure
+        against (no price, no allowance, no commitment, no cap)."""
+        customer, meter = rule.customer, rule.meter
+        terms = self.terms(customer)
+        price = terms.prices.get(meter.pk) if meter else None
+        usage = self.usage(customer, meter) if meter else None
+        if meter is None:
+            spend = self.total_spend(customer)
+        else:
+            spend = None if price is None else usage_amount(price, usage)
+        if rule.basis == Basis.UNITS:
+            return Position(usage, usage, spend, None, terms.currency)
+        if rule.basis == Basis.MONEY:
+            if spend is None:
+                return None
+            return Position(spend, usage, spend, None, terms.currency)
+        if rule.basis == Basis.PERCENT_INCLUDED:
+            included = price.included_units if price else Decimal(0)
+            if not included:
+                return None
+            return Position(usage * PERCENT / included, usage, spend, included, terms.currency)
+        if rule.basis == Basis.PERCENT_COMMITMENT:
+            if not terms.commitment or spend is None:
+                return None
+            value = spend * PERCENT / terms.commitment
+            return Position(value, usage, spend, terms.commitment, terms.currency)
+        limit = self.cap_units(customer, meter)  # percent of the hard cap
+        if not limit:
+            return None
+        return Position(usage * PERCENT / limit, usage, spend, limit, terms.currency)
+
+    def level_in_units(self, rule: AlertRule, level: Decimal) -> Decimal | None:
+        """A level of a meter rule as units of the meter (what a forecast predicts)."""
+        customer, meter = rule.customer, rule.meter
+        if rule.basis == Basis.UNITS:
+            return level
+        price = self.terms(customer).prices.get(meter.pk)
+        if rule.basis == Basis.MONEY:
+            return None if price is None else units_within(price, level)
+        if rule.basis == Basis.PERCENT_INCLUDED:
+            included = price.included_units if price else Decimal(0)
+            return included * level / PERCENT if included else None
+        if rule.basis == Basis.PERCENT_CAP:
+            limit = self.cap_units(customer, meter)
+            return limit * level / PERCENT if limit else None
+        commitment = self.terms(customer).commitment  # percent of commitment, one meter
+        if price is None or not commitment:
+            return None
+        return units_within(price, commitment * level / PERCENT)
+
+
+def _terms(customer: Customer) -> Terms:
+    subscription = invoicing.subscription_current(customer=customer)
+    if subscription is None:
+        return Terms()
+    version = subscription.plan_version
+    terms = invoicing.plan_version_terms(version)
+    return Terms(currency=version.plan.currency, prices=terms.prices, commitment=terms.commitment)
+
+
+def level_key(level: Decimal) -> str:
+    """A level as stored on its alert: '50000', '80', '12.5' (no exponent, no padding)."""
+    return messages.plain(level)
+
+
+# --- Firing -------------------------------------------------------------------------------
+
+
+def _fire(
+    rule: AlertRule,
+    *,
+    period: metering.Period,
+    level: str,
+    severity: str,
+    title: str,
+    summary: str,
+    evidence: dict,
+    now: datetime,
+    deliver: bool = True,
+) -> Alert | None:
+    """Insert the alert unless this (rule, period, level) fired already, and queue its
+    deliveries in the same transaction. ``None`` when it had fired (the unique constraint
+    decides: a concurrent insert waits for the first to commit, then fails here)."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    customer=rule.customer,
+                    rule=rule,
+                    kind=rule.kind,
+                    meter=rule.meter,
+                    period_start=period.start,
+                    period_end=period.end,
+                    level=level,
+                    severity=severity,
+                    title=title[:200],
+                    summary=summary,
+                    evidence=evidence,
+                    audience=list(rule.audience),
+                    triggered_at=now,
+                )
+        except IntegrityError:
+            return None
+        if deliver:
+            outbox.deliveries_queue(alert, event=outbox.TRIGGERED, now=now)
+        signals.expansion_signal_for(alert, rule=rule, now=now)
+    return alert
+
+
+def _resolve(alert: Alert, *, reason: str, now: datetime, notify: bool) -> bool:
+    """Close an open alert (once: a concurrent resolution finds it resolved)."""
+    with transaction.atomic():
+        updated = Alert.objects.filter(pk=alert.pk, status=Alert.Status.OPEN).update(
+            status=Alert.Status.RESOLVED, resolved_at=now, resolution=reason[:200]
+        )
+        if updated and notify:
+            alert.status, alert.resolved_at, alert.resolution = (
+                Alert.Status.RESOLVED,
+                now,
+                reason[:200],
+            )
+            outbox.deliveries_queue(alert, event=outbox.RESOLVED, now=now)
+    return bool(updated)
+
+
+# --- Thresholds -----------------------------------------------------------------------------
+
+
+def _threshold_rules(pairs: set[tuple[int, int]] | None):
+    rules = AlertRule.objects.filter(
+        kind=Kind.THRESHOLD, enabled=True, customer__isnull=False
+    ).select_related("customer", "meter")
+    if pairs is None:
+        return list(rules)
+    customers = {c for c, _ in pairs}
+    meters = {m for _, m in pairs}
+    candidates = rules.filter(customer_id__in=customers).filter(
+        Q(meter_id__in=meters) | Q(meter__isnull=True)
+    )
+    return [r for r in candidates if r.meter_id is None or (r.customer_id, r.meter_id) in pairs]
+
+
+def thresholds_evaluate(
+    pairs: set[tuple[int, int]] | None = None, *, now: datetime | None = None
+) -> list[Alert]:
+    """Fire every threshold level the customers' usage has reached this period and that
+    has not fired yet; for ``pairs`` (customer id, meter id) only, or every rule. When one
+    batch reaches several levels at once, each is recorded but only the highest is sent."""
+    now = now or timezone.now()
+    rules = _threshold_rules(pairs)
+    if not rules:
+        return []
+    subjects = Subjects(now)
+    fired_before = _fired_levels(rules, subjects)
+    fired = []
+    for rule in rules:
+        period = subjects.period(rule.customer)
+        pending = [
+            level
+            for level in sorted(rule.levels)
+            if level_key(level) not in fired_before.get((rule.pk, period.start), set())
+        ]
+        if not pending:
+            continue
+        position = subjects.position(rule)
+        if position is None:
+            continue
+        reached = [level for level in pending if position.value >= level]
+        for level in reached:
+            highest = level == reached[-1]
+            alert = _fire(
+                rule,
+                period=period,
+                level=level_key(level),
+                severity=messages.threshold_severity(rule, level),
+                title=messages.threshold_title(rule, level),
+                summary=messages.threshold_summary(rule, level, position, period),
+                evidence=messages.threshold_evidence(rule, level, position, period, subjects),
+                now=now,
+                deliver=highest,
+            )
+            if alert is not None:
+                fired.append(alert)
+    return fired
+
+
+def _fired_levels(rules: list[AlertRule], subjects: Subjects) -> dict:
+    """(rule id, period start) -> level keys already fired: one query for all rules."""
+    starts = {subjects.period(rule.customer).start for rule in rules}
+    found = defaultdict(set)
+    for rule_id, start, level in Alert.objects.filter(
+        rule__in=rules, period_start__in=starts
+    ).values_list("rule_id", "period_start", "level"):
+        found[(rule_id, start)].add(level)
+    return found
+
+
+def on_usage_recorded(pairs: set[tuple[int, int]]) -> None:
+    """Metering's usage-recorded hook: check thresholds as soon as an ingest commits."""
+    thresholds_evaluate(pairs)
+
+
+# --- Daily series for velocity and anomaly ---------------------------------------------------
+
+
+def _daily(customer: Customer, meter: Meter, days: int, now: datetime) -> tuple[list, date]:
+    """The last ``days`` complete days' usage in the customer's zone, oldest first, and
+    today's date there."""
+    zone = ZoneInfo(customer.timezone)
+    today = now.astimezone(zone).date()
+    first = today - timedelta(days=days)
+    points = metering.usage_series(
+        customer=customer,
+        meter=meter,
+        start=datetime(first.year, first.month, first.day, tzinfo=zone),
+        end=datetime(today.year, today.month, today.day, tzinfo=zone),
+        granularity="day",
+    )
+    return [p.value or Decimal(0) for p in points], today
+
+
+def _velocity(rule: AlertRule, subjects: Subjects) -> None:
+    now = subjects.now
+    recent_days, baseline_days = rule.recent_days or 7, rule.baseline_days or 28
+    series, today = _daily(rule.customer, rule.meter, recent_days + baseline_days, now)
+    recent = sum(series[-recent_days:], Decimal(0)) / recent_days
+    baseline = sum(series[:baseline_days], Decimal(0)) / baseline_days
+    factor = rule.factor or Decimal(2)
+    floor = rule.min_volume or Decimal(0)
+    direction = None
+    if max(recent, baseline) >= floor and max(recent, baseline) > 0:
+        if recent >= baseline * factor:
+            direction = "rising"
+        elif recent * factor <= baseline:
+            direction = "falling"
+    period = subjects.period(rule.customer)
+    for alert in Alert.objects.filter(rule=rule, status=Alert.Status.OPEN):
+        if alert.level != direction:
+            _resolve(
+                alert,
+                reason=messages.velocity_resolution(rule, recent, baseline),
+                now=now,
+                notify=True,
+            )
+    if direction is None:
+        return
+    evidence = {
+        "meter": rule.meter.code,
+        "recent_days": recent_days,
+        "baseline_days": baseline_days,
+        "recent_daily_rate": str(recent.quantize(Decimal("0.001"))),
+        "baseline_daily_rate": str(baseline.quantize(Decimal("0.001"))),
+        "factor": str(factor),
+        "ratio": None if not baseline else str((recent / baseline).quantize(Decimal("0.01"))),
+        "as_of": today.isoformat(),
+    }
+    _fire(
+        rule,
+        period=period,
+        level=direction,
+        severity=Alert.Severity.WARNING,
+        title=messages.velocity_title(rule, direction),
+        summary=messages.velocity_summary(rule, direction, recent, baseline),
+        evidence=evidence,
+        now=now,
+    )
+
+
+def _robust_band(values: list[Decimal]) -> tuple[Decimal, Decimal]:
+    """(median, robust sigma): 1.4826 x the median absolute deviation, floored at a tenth of
+    the median so a perfectly regular history does not make every wobble an anomaly."""
+    median = Decimal(statistics.median(values))
+    mad = Decimal(statistics.median([abs(v - median) for v in values]))
+    return median, max(mad * MAD_TO_SIGMA, median / 10, Decimal("1e-9"))
+
+
+def _anomaly(rule: AlertRule, subjects: Subjects) -> None:
+    """Yesterday against the same weekday of the previous weeks (the whole recent month
+    for a new account); today so far, too, when it already runs far above a whole day."""
+    now = subjects.now
+    series, today = _daily(rule.customer, rule.meter, ANOMALY_WEEKS * 7 + 1, now)
+    sensitivity = rule.sensitivity or Decimal(6)
+    floor = rule.min_volume or Decimal(0)
+    yesterday = today - timedelta(days=1)
+    history = series[:-1]  # before yesterday, oldest first; history[-1] is 2 days ago
+    same_weekday = [history[i] for i in range(len(history) - 7, -1, -7)]
+    same_weekday = [v for v in same_weekday if v] or []
+    baseline = same_weekday if len(same_weekday) >= ANOMALY_MIN_SAME_WEEKDAYS else history[-28:]
+    baseline = [v for v in baseline if v]
+    period = subjects.period(rule.customer)
+    candidates = [(yesterday, series[-1], True)]
+    today_so_far = subjects.usage_today(rule.customer, rule.meter)
+    candidates.append((today, today_so_far, False))
+    open_alerts = list(Alert.objects.filter(rule=rule, status=Alert.Status.OPEN))
+    if len(baseline) < ANOMALY_MIN_SAME_WEEKDAYS:
+        return
+    median, sigma = _robust_band(baseline)
+    yesterday_normal = abs(series[-1] - median) < sensitivity * sigma
+    for alert in open_alerts:
+        if alert.level < yesterday.isoformat() and yesterday_normal:
+            _resolve(
+                alert,
+                reason=messages.anomaly_resolution(rule, yesterday, series[-1], median),
+                now=now,
+                notify=True,
+            )
+    for day, value, complete in candidates:
+        if max(value, median) < floor:
+            continue
+        score = (value - median) / sigma
+        spike = score >= sensitivity
+        drop = complete and score <= -sensitivity
+        if not (spike or drop):
+            continue
+        evidence = {
+            "meter": rule.meter.code,
+            "day": day.isoformat(),
+            "value": str(value),
+            "complete_day": complete,
+            "baseline_median": str(median.quantize(Decimal("0.001"))),
+            "robust_sigma": str(sigma.quantize(Decimal("0.001"))),
+            "score": str(score.quantize(Decimal("0.1"))),
+            "direction": "spike" if spike else "drop",
+            "baseline_days": len(baseline),
+        }
+        _fire(
+            rule,
+            period=period,
+            level=day.isoformat(),
+            severity=Alert.Severity.CRITICAL if spike else Alert.Severity.WARNING,
+            title=messages.anomaly_title(rule, day, spike),
+            summary=messages.anomaly_summary(rule, day, value, median, complete, spike),
+            evidence=evidence,
+            now=now,
+        )
+
+
+def _predictive(rule: AlertRule, subjects: Subjects) -> None:
+    now = subjects.now
+    level = rule.levels[0] if rule.levels else None
+    period = subjects.period(rule.customer)
+    open_alerts = list(Alert.objects.filter(rule=rule, status=Alert.Status.OPEN))
+    units = None if level is None else subjects.level_in_units(rule, level)
+    confidence = rule.confidence or Decimal("0.8")
+    within = rule.within_days or 14
+    if units is None:
+        return
+    usage = subjects.usage(rule.customer, rule.meter)
+    forecast = meter_forecast(rule.customer, rule.meter, now, level=units, within_days=within)
+    probability = Decimal(str(round(forecast.crossing.probability, 3)))
+    for alert in open_alerts:
+        stale = alert.period_start != period.start
+        if stale or probability < confidence - PREDICTIVE_HYSTERESIS or usage >= units:
+            reason = (
+                "The billing period ended."
+                if stale
+                else "The level was reached."
+                if usage >= units
+                else f"Now {probability:.0%} likely, below the {confidence:.0%} confidence."
+            )
+            _resolve(alert, reason=reason, now=now, notify=False)
+    if usage >= units or probability < confidence:
+        return
+    crossing = forecast.crossing
+    evidence = {
+        "meter": rule.meter.code,
+        "level": level_key(level),
+        "basis": rule.basis,
+        "level_units": level_key(units),
+        "usage": level_key(usage),
+        "probability": str(probability),
+        "confidence": str(confidence),
+        "within_days": within,
+        "expected_crossing_date": (
+            crossing.expected_date.isoformat() if crossing.expected_date else None
+        ),
+        "period_end": period.end.isoformat(),
+        "band": messages.band_evidence(forecast),
+    }
+    _fire(
+        rule,
+        period=period,
+        level=level_key(level),
+        severity=Alert.Severity.WARNING,
+        title=messages.predictive_title(rule, level, probability, within),
+        summary=messages.predictive_summary(rule, level, units, probability, within, crossing),
+        evidence=evidence,
+        now=now,
+    )
+
+
+_SCHEDULED = {Kind.VELOCITY: _velocity, Kind.ANOMALY: _anomaly, Kind.PREDICTIVE: _predictive}
+
+
+def rules_evaluate_scheduled(*, now: datetime | None = None) -> int:
+    """Beat's pass: velocity, anomaly and predictive rules, the threshold backstop, and
+    closing alerts whose billing period has ended. Safe to run twice: firing is once per
+    (rule, period, level) and resolving is a conditional update. A rule that fails is
+    logged and the others still run."""
+    now = now or timezone.now()
+    subjects = Subjects(now)
+    rules = AlertRule.objects.filter(
+        enabled=True, customer__isnull=False, kind__in=list(_SCHEDULED)
+    ).select_related("customer", "meter")
+    evaluated = 0
+    for rule in rules:
+        if rule.meter is None or not rule.meter.is_additive:
+            continue
+        try:
+            _SCHEDULED[rule.kind](rule, subjects)
+            evaluated += 1
+        except Exception:
+            logger.exception("alert rule %s failed to evaluate", rule.pk)
+    thresholds_evaluate(now=now)
+    periods_ended_resolve(now=now)
+    return evaluated
+
+
+def periods_ended_resolve(*, now: datetime) -> int:
+    """Threshold and predictive alerts of a period that has ended are over (quietly: the
+    period's invoice says the rest)."""
+    return Alert.objects.filter(
+        status=Alert.Status.OPEN, period_end__lte=now, kind__in=[Kind.THRESHOLD, Kind.PREDICTIVE]
+    ).update(status=Alert.Status.RESOLVED, resolved_at=now, resolution="The billing period ended.")
