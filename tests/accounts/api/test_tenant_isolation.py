@@ -22,7 +22,7 @@ from accounts.api.errors import api_not_found
 from accounts.models import ApiKey, Customer
 from accounts.scopes import ALL_SCOPES
 from alerts import services as alerts
-from alerts.models import Alert, Cap, WebhookEndpoint
+from alerts.models import Alert, AlertRule, Cap, PlanCapDefault, WebhookEndpoint
 from invoicing import services as invoicing
 from invoicing.models import Invoice, Plan
 from metering.ingest import events_ingest
@@ -226,6 +226,22 @@ OBJECT_ROUTES: dict[str, ObjectRoute] = {
         make=_endpoint_of,
         kwargs=lambda obj: {"endpoint_id": obj.pk},
         change={"overlap_hours": 0},
+    ),
+    "api/v1/alert-rules/<int:rule_id>": ObjectRoute(
+        make=lambda c: AlertRule.objects.create(
+            customer=c, kind="threshold", meter=_cap_of(c).meter
+        ),
+        kwargs=lambda obj: {"rule_id": obj.pk},
+        change={"levels": ["1"]},
+    ),
+    # Plan cap defaults are the vendor's catalog (like plans); only operators change them.
+    "api/v1/plan-cap-defaults/<int:default_id>": ObjectRoute(
+        make=lambda c: PlanCapDefault.objects.get_or_create(
+            plan=_walk_plan(), meter=_cap_of(c).meter, defaults={"limit": 100}
+        )[0],
+        kwargs=lambda obj: {"default_id": obj.pk},
+        change={},
+        shared=True,
     ),
     "api/v1/customers/<str:external_id>/upcoming-invoice": ObjectRoute(
         make=_billing("customer"),
