@@ -209,8 +209,11 @@ def subscription_period_scenarios(
 ) -> PeriodScenarios:
     """``[start, end)`` of ``subscription`` rated once per named usage (``usage_of`` as
     ``rate_subscription_period`` takes it), with the commitment balance carried from the
-    invoice before: one query for that balance and one per plan version for its prices,
-    however many scenarios. The rating engine is the one period close uses."""
+    invoice before. Queries: the phases with their versions, the balance, and each
+    version's prices, however many scenarios (plus what ``usage_of`` reads). The rating
+    engine is the one period close uses."""
+    # Every rating walks the phases and their versions: read them once.
+    prefetch_related_objects([subscription], "phases__plan_version__plan")
     balance = carried_from_previous([(subscription.pk, start)])[
         (subscription.pk, start)
     ].commitment_balance_minor
