@@ -101,6 +101,8 @@ class Delivery(models.Model):
     )
     target = models.CharField(max_length=500, help_text="The URL or email address.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Attempts in the current retry schedule (a replay starts a new one; the attempt log
+    # keeps every attempt ever made).
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # A worker sending it holds it until then; a crashed worker's claim simply lapses.

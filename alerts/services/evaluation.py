@@ -476,7 +476,9 @@ def _predictive(rule: AlertRule, subjects: Subjects) -> None:
     if units is None:
         return
     usage = subjects.usage(rule.customer, rule.meter)
-    forecast = meter_forecast(rule.customer, rule.meter, now, level=units, within_days=within)
+    forecast = meter_forecast(
+        customer=rule.customer, meter=rule.meter, now=now, level=units, within_days=within
+    )
     probability = Decimal(str(round(forecast.crossing.probability, 3)))
     for alert in open_alerts:
         stale = alert.period_start != period.start

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from accounts.models import Contact, Persona
 from accounts.services import Actor, audit_record
@@ -124,7 +125,7 @@ def _wake(delivery_ids: list[int]) -> None:
     for delivery_id in delivery_ids:
         try:
             task.apply_async((delivery_id,), retry=False)
-        except Exception:  # the broker's own errors vary by transport
+        except (OperationalError, OSError):
             logger.warning("could not enqueue delivery %s; the sweep will send it", delivery_id)
             return
 
@@ -216,7 +217,9 @@ def _record(delivery: Delivery, outcome: channels.AttemptOutcome, now: datetime,
         f"HTTP {outcome.status_code}" if outcome.status_code and not outcome.delivered else ""
     )
     with transaction.atomic():
-        number = delivery.attempts + 1
+        # Attempts are numbered over the delivery's life; ``attempts`` counts the current
+        # schedule (a replay starts a new one).
+        number = DeliveryAttempt.objects.filter(delivery=delivery).count() + 1
         DeliveryAttempt.objects.create(
             delivery=delivery,
             number=number,
@@ -230,7 +233,7 @@ def _record(delivery: Delivery, outcome: channels.AttemptOutcome, now: datetime,
         )
         Delivery.objects.filter(pk=delivery.pk).update(
             status=status,
-            attempts=number,
+            attempts=delivery.attempts + 1,
             next_attempt_at=next_at,
             claimed_until=None,
             last_status_code=outcome.status_code,

@@ -3,9 +3,6 @@
 import email
 from email import policy
 
-import pytest
-from aiosmtpd.controller import Controller
-
 from alerts.channels import AttemptStatus, Notice, NoticeAction, Severity, render_email, send_email
 from tests.alerts.receivers import free_port
 
@@ -18,41 +15,6 @@ NOTICE = Notice(
     link_url="https://app.meterbook.example/portal/alerts/7?a=1&b=2",
     actions=(NoticeAction("Compare plans", "https://app.meterbook.example/plans"),),
 )
-
-
-class Inbox:
-    def __init__(self, refuse_rcpt: bool = False):
-        self.messages = []
-        self.refuse_rcpt = refuse_rcpt
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.refuse_rcpt:
-            return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def smtp(settings):
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = port
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_TIMEOUT = 5
-    settings.DEFAULT_FROM_EMAIL = "alerts@meterbook.example"
-    yield inbox
-    controller.stop()
 
 
 def test_email_arrives_with_text_and_html_parts(smtp):
