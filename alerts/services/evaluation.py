@@ -27,6 +27,7 @@ from invoicing import selectors as invoicing
 from invoicing.currency import from_minor
 from invoicing.rating import UsagePrice, units_within, usage_amount
 from metering import selectors as metering
+from metering.ingest import FUTURE_TOLERANCE
 from metering.models import Meter
 
 from .. import messages
@@ -90,11 +91,16 @@ class Subjects:
         return self._terms[customer.pk]
 
     def usage(self, customer: Customer, meter: Meter) -> Decimal:
+        """The period's usage as of ``now`` (with the few minutes of clock skew ingestion
+        accepts), so evaluating at a past moment sees only what had happened by then."""
         key = (customer.pk, meter.pk)
         if key not in self._usage:
             period = self.period(customer)
             self._usage[key] = metering.usage_total(
-                customer=customer, meter=meter, start=period.start, end=period.end
+                customer=customer,
+                meter=meter,
+                start=period.start,
+                end=min(period.end, self.now + FUTURE_TOLERANCE),
             )
         return self._usage[key]
 

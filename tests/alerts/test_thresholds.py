@@ -175,3 +175,14 @@ def test_ingestion_checks_thresholds_as_soon_as_it_commits(
         ingest(customer_a, 3, at=now)
     alert = Alert.objects.get()
     assert (alert.level, alert.customer, alert.meter) == ("3", customer_a, calls)
+
+
+@pytest.mark.django_db
+def test_evaluating_at_a_past_moment_sees_only_the_usage_up_to_it(customer_a, calls):
+    watched = rule(customer_a, calls, ["10"])
+    ingest(customer_a, 6, at=NOW - timedelta(days=2), prefix="early")
+    ingest(customer_a, 6, at=NOW, prefix="late")
+
+    assert evaluation.thresholds_evaluate(now=NOW - timedelta(days=1)) == []
+    (alert,) = evaluation.thresholds_evaluate(now=NOW)
+    assert (alert.rule, alert.evidence["usage"]) == (watched, "12")
