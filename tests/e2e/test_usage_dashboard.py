@@ -8,9 +8,11 @@ through htmx, then verifies usage on the Events page. Screenshots go to test-art
 import io
 import random
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.roles import Role
@@ -35,6 +37,10 @@ def northwind(transactional_db):
         timezone="America/New_York",
     )
     demo.seed_usage(io.StringIO(), random.Random(20260401), customers=[customer], months=13)
+    # A customer of long standing: the forecast learns from its history.
+    type(customer).objects.filter(pk=customer.pk).update(
+        created_at=timezone.now() - timedelta(days=400)
+    )
     return MembershipFactory(
         customer=customer,
         role=Role.VIEWER,  # the least privileged role sees usage too
@@ -77,6 +83,18 @@ def test_member_sees_live_usage_charts_and_verifies_events(page: Page, live_serv
     api_calls = page.locator('.kpi-number[data-meter="api_call"]')
     before = int(api_calls.inner_text().replace(",", ""))
     assert before > 0
+    # Count and sum meters: the forecast band (p10-p90 filled, p50 dashed) on the running
+    # total, and where the period is heading; gauges have none.
+    for code in ("api_call", "data_processed"):
+        daily = page.locator(f"#meter-{code} .chart-block").first.locator(".js-plotly-plot")
+        expect(daily.locator(".scatterlayer path.js-fill")).to_have_count(1)
+        dashed = daily.locator(".scatterlayer path.js-line[style*='stroke-dasharray']")
+        expect(dashed).to_have_count(1)
+        expect(page.locator(f'[data-testid="projection-{code}"]')).to_contain_text(
+            re.compile(r"Projected this month: [\d,.]+ \S+ \(range [\d,.]+–[\d,.]+\)")  # noqa: RUF001
+        )
+    expect(page.locator("#meter-active_seats .scatterlayer path.js-fill")).to_have_count(0)
+    expect(page.locator('[data-testid="projection-active_seats"]')).to_have_count(0)
     shoot(page, "usage-dashboard.png")
 
     # New usage arrives; the htmx refresh shows it without a page load.
@@ -98,6 +116,7 @@ def test_member_sees_live_usage_charts_and_verifies_events(page: Page, live_serv
     expect(api_calls).to_have_text(f"{before + 5:,}")
     assert page.evaluate("window.__sameDocument") is True
     expect(page.locator(".js-plotly-plot")).to_have_count(8)
+    expect(page.locator("#meter-api_call .scatterlayer path.js-fill")).to_have_count(1)
 
     # Events: filter by meter and one property.
     page.get_by_role("link", name="Events", exact=True).click()
