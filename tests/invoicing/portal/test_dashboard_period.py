@@ -124,7 +124,8 @@ def test_the_dashboard_stays_bounded_with_a_subscription(
     client.get(DASHBOARD)
     # As tests/metering/portal: per meter a total, two series and a breakdown per dimension,
     # and the forecast (its billing period, a daily series, two totals); per page the
-    # session, user, membership, meters and one billing-period lookup.
-    with django_assert_max_num_queries(3 + len(meter.group_by) + 4 + 5):
+    # session, user, membership, meters and one billing-period lookup; the layout's alert
+    # banner and unread badge (alerts.context_processors).
+    with django_assert_max_num_queries(3 + len(meter.group_by) + 4 + 5 + 2):
         page = client.get(DASHBOARD).content.decode()
     assert "By endpoint this billing period" in page
