@@ -16,8 +16,8 @@ from accounts.api.schema import responses
 from accounts.api.views import BaseApi
 from accounts.tenancy import get_scoped_or_404, scoped
 
+from .. import services
 from ..models import AlertRule, PlanCapDefault
-from ..services import rules as services
 from .rule_serializers import (
     PlanCapDefaultInputSerializer,
     PlanCapDefaultListQuerySerializer,

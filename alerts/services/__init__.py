@@ -22,11 +22,22 @@ from .endpoints import (
     endpoint_update,
 )
 from .history import alerts_mark_seen
+from .rules import (
+    PlanDefaultsApplied,
+    meter_lookup,
+    plan_cap_default_remove,
+    plan_cap_default_set,
+    plan_defaults_apply,
+    rule_create,
+    rule_delete,
+    rule_update,
+)
 
 __all__ = [
     "MAX_QUANTITY",
     "RESERVATION_TTL",
     "Authorization",
+    "PlanDefaultsApplied",
     "alerts_mark_seen",
     "authorize",
     "cap_describe",
@@ -40,6 +51,13 @@ __all__ = [
     "endpoint_for_contact_url",
     "endpoint_rotate_secret",
     "endpoint_update",
+    "meter_lookup",
     "parse_quantity",
+    "plan_cap_default_remove",
+    "plan_cap_default_set",
+    "plan_defaults_apply",
     "reservations_release_expired",
+    "rule_create",
+    "rule_delete",
+    "rule_update",
 ]
