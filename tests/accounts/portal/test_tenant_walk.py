@@ -15,15 +15,18 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import ApiKey, AuditLog, Contact, Customer, Membership
 from accounts.roles import Role
+from alerts import services as alerts
+from alerts.models import Alert, AlertRule, AlertSeen, Cap, WebhookEndpoint, WebhookSecret
 from invoicing.models import CreditNote, Dispute, Invoice
 from tests.accounts.factories import ContactFactory, MembershipFactory, make_api_key
 from tests.accounts.portal.helpers import HTMX, signed_in
+from tests.alerts.alert_factories import make_alert
 from tests.invoicing.portal.helpers import extra_invoice
 from tests.metering.factories import api_calls_meter
 
 pytestmark = pytest.mark.django_db
 
-PORTAL_NAMESPACES = ("portal", "usage", "billing")
+PORTAL_NAMESPACES = ("portal", "usage", "billing", "alerts")
 
 
 def finalized_invoice(customer: Customer) -> Invoice:
@@ -43,6 +46,16 @@ OBJECT_FACTORIES: dict[str, Callable[[Customer], Model]] = {
     # A line URL names its invoice too: both come from the customer's one invoice.
     "invoice_id": finalized_invoice,
     "line_id": lambda customer: finalized_invoice(customer).lines.get(position=1),
+    "alert_id": lambda customer: make_alert(customer, title=f"{customer.name} alert"),
+    "endpoint_id": lambda customer: alerts.endpoint_create(
+        actor=None, customer=customer, url=f"https://{customer.external_id}.example.com/hook"
+    ),
+    "cap_id": lambda customer: Cap.objects.create(
+        customer=customer, meter=api_calls_meter(), limit=1000
+    ),
+    "rule_id": lambda customer: AlertRule.objects.create(
+        customer=customer, kind="threshold", meter=api_calls_meter(), levels=[100, 200]
+    ),
 }
 
 # (pattern name, kwarg) pairs that name no tenant object, each with the reason.
@@ -61,6 +74,11 @@ POST_DATA = {
     "environment": "live",
     "scopes": ["usage:read"],
     "message": "Taken over",
+    "url": "https://attacker.example.com/hook",
+    "enabled": "",
+    "overlap_hours": "0",
+    "limit": "1",
+    "levels": "1",
 }
 
 
@@ -86,10 +104,27 @@ def url_kwargs(pattern: URLPattern) -> list[str]:
 
 def snapshot(customer: Customer) -> dict:
     """Everything of the customer the portal could change."""
-    return {
+    rows = {
         model.__name__: list(model.objects.filter(customer=customer).order_by("pk").values())
-        for model in (Membership, Contact, ApiKey, AuditLog, Invoice, CreditNote, Dispute)
+        for model in (
+            Membership,
+            Contact,
+            ApiKey,
+            AuditLog,
+            Invoice,
+            CreditNote,
+            Dispute,
+            Alert,
+            AlertRule,
+            Cap,
+            WebhookEndpoint,
+        )
     }
+    rows["WebhookSecret"] = list(
+        WebhookSecret.objects.filter(endpoint__customer=customer).order_by("pk").values()
+    )
+    rows["AlertSeen"] = list(AlertSeen.objects.filter(alert__customer=customer).values())
+    return rows
 
 
 def test_every_portal_object_url_answers_404_for_another_tenants_object(
@@ -138,6 +173,12 @@ def test_every_portal_object_url_answers_404_for_another_tenants_object(
         "billing:line_events",
         "billing:line_events_export",
         "billing:line_dispute",
+        "alerts:alert_seen",
+        "alerts:history_alert",
+        "alerts:webhook_edit",
+        "alerts:webhook_delete",
+        "alerts:webhook_rotate",
+        "alerts:webhook_secret",
     }
     assert snapshot(customer_b) == before
 
@@ -170,4 +211,7 @@ def test_walk_finds_the_portal_patterns():
         "billing:home",
         "billing:invoice",
         "billing:line_dispute",
+        "alerts:notifications",
+        "alerts:history",
+        "alerts:webhooks",
     } <= names
