@@ -113,12 +113,16 @@ def threshold_evidence(rule: AlertRule, level: Decimal, position, period, subjec
         "period_start": period.start.isoformat(),
         "period_end": period.end.isoformat(),
     }
-    if rule.meter_id:
-        cap = subjects.cap_units(rule.customer, rule.meter)
+    if rule.meter_id and position.usage is not None:
+        elapsed_days = Decimal((subjects.now - period.start).total_seconds()) / 86400
+        if elapsed_days > 0:
+            evidence["daily_rate"] = plain((position.usage / elapsed_days).quantize(Decimal("0.1")))
+        cap = subjects.cap(rule.customer, rule.meter)
         if cap is not None:
-            evidence["cap_units"] = plain(cap)
-            if position.usage is not None:
-                evidence["remaining_units"] = plain(max(cap - position.usage, Decimal(0)))
+            limit, on_exceed = cap
+            evidence["cap_units"] = plain(limit)
+            evidence["cap_on_exceed"] = on_exceed
+            evidence["remaining_units"] = plain(max(limit - position.usage, Decimal(0)))
     return evidence
 
 
@@ -239,6 +243,8 @@ def _technical_facts(alert: Alert, evidence: dict) -> list[tuple[str, str]]:
         ("usage", "Usage this period"),
         ("remaining_units", "Left under the cap"),
         ("cap_units", "Hard cap (units)"),
+        ("cap_on_exceed", "Past the cap"),
+        ("daily_rate", "Rate per day this period"),
         ("recent_daily_rate", "Recent rate per day"),
         ("baseline_daily_rate", "Baseline rate per day"),
         ("value", "Value"),
@@ -251,6 +257,8 @@ def _technical_facts(alert: Alert, evidence: dict) -> list[tuple[str, str]]:
             value = evidence[key]
             if key == "probability":
                 value = f"{Decimal(value):.0%}"
+            elif key == "cap_on_exceed":
+                value = "events refused" if value == "reject" else "events accepted and flagged"
             elif key not in ("expected_crossing_date",):
                 value = number(value)
             facts.append((label, value))

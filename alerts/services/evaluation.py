@@ -31,9 +31,10 @@ from metering.ingest import FUTURE_TOLERANCE
 from metering.models import Meter
 
 from .. import messages
-from ..models import Alert, AlertRule, CapWindow
+from ..models import Alert, AlertRule
 from ..selectors.forecasts import meter_forecast
 from . import outbox, signals
+from .caps import cap_units
 
 logger = logging.getLogger(__name__)
 
@@ -118,20 +119,22 @@ class Subjects:
         midnight = datetime(today.year, today.month, today.day, tzinfo=zone)
         return metering.usage_total(customer=customer, meter=meter, start=midnight, end=self.now)
 
-    def cap_units(self, customer: Customer, meter: Meter) -> Decimal | None:
+    def cap(self, customer: Customer, meter: Meter) -> tuple[Decimal, str] | None:
+        """The hard cap on the meter this period, in units, and what happens past it."""
         key = (customer.pk, meter.pk)
         if key not in self._caps:
-            window = CapWindow.objects.filter(
-                cap__customer=customer, cap__meter=meter, period_start=self.period(customer).start
-            ).first()
-            if window is not None:
-                self._caps[key] = window.limit
+            cap = customer.caps.filter(meter=meter).first()
+            if cap is None:
+                self._caps[key] = None
             else:
-                from .caps import cap_units
-
-                cap = customer.caps.filter(meter=meter).first()
-                self._caps[key] = None if cap is None else cap_units(cap)
+                window = cap.windows.filter(period_start=self.period(customer).start).first()
+                limit = window.limit if window is not None else cap_units(cap)
+                self._caps[key] = (limit, cap.on_exceed)
         return self._caps[key]
+
+    def cap_units(self, customer: Customer, meter: Meter) -> Decimal | None:
+        cap = self.cap(customer, meter)
+        return None if cap is None else cap[0]
 
     def position(self, rule: AlertRule) -> Position | None:
         """The rule's subject now, or ``None`` when the basis has nothing to measure

@@ -133,6 +133,7 @@ def test_each_persona_hears_on_its_channels_with_its_own_message(
     slack = json.loads(receivers["slack"].requests[0].body)
     slack_text = json.dumps(slack)
     assert "Usage this period" in slack_text and "Period resets" in slack_text
+    assert "Rate per day this period" in slack_text
     assert "Projected invoice" not in slack_text
 
     # Finance: the budget impact on Teams and by email; procurement by email.

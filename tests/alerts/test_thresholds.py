@@ -65,6 +65,7 @@ def test_each_level_fires_once_in_a_period(customer_a, calls):
         ("200", "open", "threshold"),
     ]
     assert alerts[0].evidence["usage"] == "100"
+    assert "cap_units" not in alerts[0].evidence  # no hard cap on the meter
     assert alerts[0].title == "API calls reached 100 calls"
     assert alerts[0].summary.startswith("API calls stands at 100 calls this billing period")
 
@@ -186,3 +187,17 @@ def test_evaluating_at_a_past_moment_sees_only_the_usage_up_to_it(customer_a, ca
     assert evaluation.thresholds_evaluate(now=NOW - timedelta(days=1)) == []
     (alert,) = evaluation.thresholds_evaluate(now=NOW)
     assert (alert.rule, alert.evidence["usage"]) == (watched, "12")
+
+
+@pytest.mark.django_db
+def test_the_evidence_carries_the_cap_state_for_developers(customer_a, calls):
+    from alerts.services import cap_set
+
+    cap_set(actor=None, customer=customer_a, meter=calls, limit="40", on_exceed="flag")
+    rule(customer_a, calls, ["50"], basis=AlertRule.Basis.PERCENT_CAP)
+    ingest(customer_a, 30)
+    (alert,) = evaluation.thresholds_evaluate(now=NOW)
+    assert alert.evidence["cap_units"] == "40"
+    assert alert.evidence["remaining_units"] == "10"
+    assert alert.evidence["cap_on_exceed"] == "flag"
+    assert Decimal(alert.evidence["daily_rate"]) > 0
