@@ -18,9 +18,10 @@ TOTAL_SPEND = ""  # the meter choice for rules on the customer's total spend
 LEVEL_SEPARATORS = re.compile(r"[,;\s]+")
 
 
-def _meter_choices(meters, *, blank: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+def _meter_choices(meters, *, extra: tuple[str, str] | None = None) -> list[tuple[str, str]]:
     choices = [(m.code, f"{m.name} ({m.unit_label})") for m in meters]
-    return [blank, *choices] if blank else choices
+    # Last: a new form starts on a meter, which every kind and basis can watch.
+    return [*choices, extra] if extra else choices
 
 
 class CapForm(PageForm):
@@ -114,7 +115,7 @@ class RuleForm(PageForm):
     def __init__(self, *args, meters=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["meter"].widget.choices = _meter_choices(
-            meters, blank=(TOTAL_SPEND, "Total spend (all meters)")
+            meters, extra=(TOTAL_SPEND, "Total spend (all meters)")
         )
         if not self.is_bound and "audience" not in self.initial:
             self.initial["audience"] = list(Persona.values)
