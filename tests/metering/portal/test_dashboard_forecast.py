@@ -179,3 +179,27 @@ def test_an_answer_for_another_period_is_not_drawn(customer_a, busy_a):
     elsewhere = (period.start - timedelta(days=30), period.start)
     assert usage_outlook(customer, meter, now, elsewhere) is None
     assert usage_outlook(customer, meter, now, (period.start, period.end)) is not None
+
+
+def test_the_band_is_valid_plotly_and_only_for_meters_that_add_up():
+    """Rendering skips plotly's validation (tests/metering/portal/test_charts.py): check
+    the band's traces here."""
+    import plotly.graph_objects as go
+
+    from metering import charts
+    from metering.models import Meter
+    from tests.metering.portal.test_charts import END, START, days
+
+    band = [
+        hooks.BandPoint((START + timedelta(days=d)).date(), 3.0 + d, 4.0 + 2 * d, 5.0 + 3 * d)
+        for d in range(2, 31)
+    ]
+    for aggregation in Meter.Aggregation.values:
+        meter = Meter(pk=7, code="m", name="M", unit_label="things", aggregation=aggregation)
+        figure = charts.daily_figure(
+            meter=meter, series=days(1, 2, 3), period_start=START, period_end=END, band=band
+        )
+        go.Figure(figure)  # raises ValueError on any property plotly does not know
+        names = [trace.get("name") for trace in figure["data"]]
+        has_band = "Forecast" in names
+        assert has_band is (aggregation in Meter.ADDITIVE)
