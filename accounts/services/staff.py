@@ -30,6 +30,15 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("invoicing", "dispute", ("view", "change")),
         ("alerts", "cap", ("view",)),
         ("alerts", "capwindow", ("view",)),
+        # Alerts: customers' rules are only looked at; the operator's defaults per plan
+        # are added, changed and removed through the rules services.
+        ("alerts", "alertrule", ("view", "add", "change", "delete")),
+        ("alerts", "plancapdefault", ("view", "add", "change", "delete")),
+        ("alerts", "alert", ("view",)),
+        ("alerts", "delivery", ("view", "change")),  # change: the replay action
+        ("alerts", "deliveryattempt", ("view",)),
+        ("alerts", "webhookendpoint", ("view",)),
+        ("alerts", "expansionsignal", ("view",)),
     ],
     "csm": [
         ("accounts", "customer", ("view",)),
@@ -39,6 +48,9 @@ STAFF_GROUP_PERMISSIONS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("metering", "meter", ("view",)),
         ("metering", "usageevent", ("view",)),
         ("metering", "customerusagestate", ("view",)),
+        # Expansion signals feed the CSM work queue; the alert behind each is evidence.
+        ("alerts", "expansionsignal", ("view",)),
+        ("alerts", "alert", ("view",)),
     ],
     "support": [
         ("accounts", "customer", ("view",)),
