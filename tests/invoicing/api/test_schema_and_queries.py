@@ -68,6 +68,10 @@ def _older(path: str) -> bool:
         "/api/v1/authorize",
         "/api/v1/caps",
         "/api/v1/forecast",
+        "/api/v1/alerts",
+        "/api/v1/webhook-endpoints",
+        "/api/v1/alert-rules",
+        "/api/v1/plan-cap-defaults",
     )
     return path.startswith(older) or path in (
         "/api/v1/customers",
