@@ -411,3 +411,18 @@ def test_signed_out_visitors_are_sent_to_sign_in(client, alerts_a):
         response = client.get(url) if url != READ_ALL else client.post(url)
         assert response.status_code == 302 and "/login/" in response.url
     assert not AlertSeen.objects.exists()
+
+
+def test_paging_the_center_with_htmx_refreshes_the_badge_out_of_band(client, customer_a, owner_a):
+    now = timezone.now()
+    for n in range(30):
+        make_alert(
+            customer_a, title=f"Alert {n}", severity="info", triggered_at=now - timedelta(minutes=n)
+        )
+    signed_in(client, owner_a).get(NOTIFICATIONS)
+
+    body = client.get(NOTIFICATIONS, {"page": 2}, headers=HTMX).content.decode()
+
+    assert body.lstrip().startswith('<section class="card" id="notifications"')
+    assert "<html" not in body and body.count("is-unread") == 5
+    assert re.search(r'id="unread-count"[^>]*hx-swap-oob="true"[^>]*hidden', body)
