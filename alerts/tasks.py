@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from . import services
-from .services import evaluation, outbox
+from .services import evaluation, outbox, rules
 
 
 @shared_task(acks_late=True)
@@ -29,3 +29,10 @@ def deliveries_sweep() -> int:
 def rules_evaluate() -> int:
     """Velocity, anomaly and predictive rules; the threshold backstop; ended periods."""
     return evaluation.rules_evaluate_scheduled()
+
+
+@shared_task(acks_late=True)
+def plan_defaults_apply() -> None:
+    """Bring new subscribers and plan changes in line with their plans' default rules and
+    caps (idempotent)."""
+    rules.plan_defaults_apply()

@@ -99,6 +99,12 @@ SCHEDULE: list[PeriodicEntry] = [
         queue="alerts",
     ),
     PeriodicEntry(
+        name="alerts: apply plans' default caps and rules to their subscribers",
+        task="alerts.tasks.plan_defaults_apply",
+        every=timedelta(minutes=10),
+        queue="alerts",
+    ),
+    PeriodicEntry(
         name="alerts: send due and lost deliveries",
         task="alerts.tasks.deliveries_sweep",
         every=timedelta(seconds=30),

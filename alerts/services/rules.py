@@ -273,6 +273,13 @@ def _clean(rule: AlertRule, given: set[str]) -> None:
     """What every saved rule satisfies; fields its kind does not read are stored empty."""
     _choice(rule.kind, Kind, field="kind")
     _choice(rule.basis, Basis, field="basis")
+    if rule.kind == Kind.PREDICTIVE and rule.meter_id is None:
+        raise InvalidInput(
+            "A predictive rule forecasts a meter's usage: choose the meter (a spend level "
+            "on it is fine).",
+            field="meter",
+            code="meter_required",
+        )
     if rule.kind in (Kind.VELOCITY, Kind.ANOMALY):
         if rule.meter_id is None:
             raise InvalidInput(

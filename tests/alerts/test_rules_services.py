@@ -126,6 +126,7 @@ def test_a_units_rule_below_the_hard_cap_is_fine_and_the_cap_itself_is_a_level(c
         ({"meter": None, "basis": "percent_included"}, "meter_required", "meter"),
         ({"meter": "user_active"}, "meter_not_countable", "meter"),
         ({"kind": "velocity", "meter": None}, "meter_required", "meter"),
+        ({"kind": "predictive", "meter": None, "basis": "money"}, "meter_required", "meter"),
         ({"kind": "anomaly", "meter": "user_active"}, "meter_not_countable", "meter"),
         ({"kind": "predictive", "meter": "user_active"}, "meter_not_countable", "meter"),
         ({"kind": "velocity", "basis": "money"}, "basis_not_for_kind", "basis"),
