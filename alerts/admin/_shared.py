@@ -83,6 +83,11 @@ def rule_levels(rule: AlertRule) -> str:
     return text
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 subscriber', '3 subscribers'."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def personas(values) -> str:
     labels = dict(Persona.choices)
     return ", ".join(labels.get(value, value) for value in values) or "everyone"

@@ -15,7 +15,7 @@ from metering.admin import ReadOnlyAdmin
 
 from ..models import Cap, CapWindow, PlanCapDefault
 from ..services import rules as services
-from ._shared import AlertsServiceAdmin, changelist_url
+from ._shared import AlertsServiceAdmin, changelist_url, counted
 from .forms import PlanCapDefaultForm
 
 
@@ -111,7 +111,7 @@ class PlanCapDefaultAdmin(AlertsServiceAdmin):
 
     @admin.display(description="Copied onto", ordering="copies_count")
     def copies(self, default):
-        return f"{default.copies_count} subscribers"
+        return counted(default.copies_count, "subscriber")
 
     # -- through the services
 
@@ -160,8 +160,8 @@ class PlanCapDefaultAdmin(AlertsServiceAdmin):
             request,
             form,
             title=f"Change plan {default.plan.code}'s default cap on {default.meter.code}",
-            intro=f"Copied onto {default.copies_count} subscribers; saving changes each of "
-            "those caps. Customers with their own cap keep it.",
+            intro=f"Copied onto {counted(default.copies_count, 'subscriber')}; saving "
+            "changes each of those caps. Customers with their own cap keep it.",
             submit_label="Save",
         )
 
@@ -183,7 +183,7 @@ class PlanCapDefaultAdmin(AlertsServiceAdmin):
                 objects=defaults,
                 template="admin/alerts/remove.html",
                 removals=[
-                    (default, f"copied onto {default.copies_count} subscribers")
+                    (default, f"copied onto {counted(default.copies_count, 'subscriber')}")
                     for default in defaults
                 ],
                 intro="Each default goes with the caps still copied from it: those "

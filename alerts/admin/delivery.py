@@ -12,7 +12,7 @@ from metering.admin import ReadOnlyAdmin
 
 from ..models import Delivery, DeliveryAttempt, WebhookEndpoint, WebhookSecret
 from ..services import outbox
-from ._shared import AlertsServiceAdmin, changelist_url, personas
+from ._shared import AlertsServiceAdmin, changelist_url, counted, personas
 
 REPLAYABLE = (Delivery.Status.FAILED, Delivery.Status.SKIPPED)
 
@@ -193,4 +193,5 @@ class WebhookEndpointAdmin(ReadOnlyAdmin):
     @admin.display(description="Deliveries")
     def deliveries_link(self, endpoint):
         url = f"{changelist_url(Delivery)}?endpoint={endpoint.pk}"
-        return format_html('<a href="{}">{} deliveries</a>', url, endpoint.deliveries.count())
+        deliveries = counted(endpoint.deliveries.count(), "delivery", "deliveries")
+        return format_html('<a href="{}">{}</a>', url, deliveries)

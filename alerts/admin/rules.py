@@ -17,7 +17,14 @@ from metering.admin import ReadOnlyAdmin
 
 from ..models import Alert, AlertRule, Delivery, ExpansionSignal
 from ..services import rules as services
-from ._shared import AlertsServiceAdmin, changelist_url, personas, pretty_json, rule_levels
+from ._shared import (
+    AlertsServiceAdmin,
+    changelist_url,
+    counted,
+    personas,
+    pretty_json,
+    rule_levels,
+)
 from .forms import PlanRuleForm
 
 # --- Alert rules ----------------------------------------------------------------------------
@@ -143,13 +150,13 @@ class AlertRuleAdmin(AlertsServiceAdmin):
             return admin_link(rule.plan_default, f"copy of plan {rule.plan_default.plan.code}'s")
         if rule.plan_id is not None:
             copies = getattr(rule, "copies_count", None)
-            return f"copied onto {copies} subscribers" if copies is not None else "—"
+            return "—" if copies is None else f"copied onto {counted(copies, 'subscriber')}"
         return "—"
 
     @admin.display(description="Alerts fired")
     def fired(self, rule):
         url = f"{changelist_url(Alert)}?rule={rule.pk}"
-        return format_html('<a href="{}">{} alerts</a>', url, rule.alerts.count())
+        return format_html('<a href="{}">{}</a>', url, counted(rule.alerts.count(), "alert"))
 
     # -- plan defaults through the services
 
@@ -203,8 +210,8 @@ class AlertRuleAdmin(AlertsServiceAdmin):
             request,
             form,
             title=f"Change plan {rule.plan.code}'s default rule “{rule}”",
-            intro=f"Copied onto {rule.copies_count} subscribers. Saving changes each copy "
-            "still attached; customers who changed theirs keep their own.",
+            intro=f"Copied onto {counted(rule.copies_count, 'subscriber')}. Saving changes "
+            "each copy still attached; customers who changed theirs keep their own.",
             submit_label="Save",
         )
 
@@ -233,7 +240,11 @@ class AlertRuleAdmin(AlertsServiceAdmin):
                 objects=defaults,
                 template="admin/alerts/remove.html",
                 removals=[
-                    (rule, f"plan {rule.plan.code}, copied onto {rule.copies_count} subscribers")
+                    (
+                        rule,
+                        f"plan {rule.plan.code}, copied onto "
+                        f"{counted(rule.copies_count, 'subscriber')}",
+                    )
                     for rule in defaults
                 ],
                 intro="Each default goes with the copies still attached to it; customers who "

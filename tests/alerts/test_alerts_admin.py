@@ -195,7 +195,8 @@ def test_every_list_and_detail_renders_for_superusers_and_finance(staff, world, 
 def test_the_rule_list_says_whose_each_rule_is_and_what_makes_it_fire(finance, world):
     page = html.unescape(finance.get(url("alertrule")).text)
     assert "Mine" in page and "5,000, 8,000" in page
-    assert "Plan growth" in page and "copied onto 1 subscribers" in page
+    assert "Plan growth" in page and "copied onto 1 subscriber</td>" in page
+    assert "Add a plan default rule" in page
     assert "80%, 100%" in page and "copy of plan growth's" in page
     assert "Finance" in page  # the default's audience
 
@@ -209,6 +210,19 @@ def test_the_rule_list_says_whose_each_rule_is_and_what_makes_it_fire(finance, w
     assert shown(basis__exact="percent_included") == {world["default"].pk, world["copy"].pk}
     assert shown(q="alpha") == {world["own"].pk, world["copy"].pk}
     assert shown(q="growth") == {world["default"].pk}
+
+
+def test_the_rule_list_describes_each_kind_by_what_it_reads(finance, customer_b, calls):
+    for kind, extra in [
+        ("predictive", {"levels": ["50000"]}),
+        ("velocity", {"factor": "3"}),
+        ("anomaly", {}),
+    ]:
+        rule_services.rule_create(actor=None, customer=customer_b, kind=kind, meter=calls, **extra)
+    page = finance.get(url("alertrule")).text
+    assert "50,000 (80% likely within 14 d)" in page
+    assert "3 times the rate: last 7 d against 28 d" in page
+    assert "6 robust deviations" in page
 
 
 def test_the_alert_page_pretty_prints_the_evidence_and_lists_the_deliveries(finance, world):
@@ -495,7 +509,7 @@ def test_customers_rules_cannot_be_changed_or_removed_in_the_admin(finance, worl
 def test_removing_a_plan_default_takes_its_copies(finance, world):
     default = world["default"]
     confirm = act(finance, "alertrule", "remove_plan_defaults", [default, world["own"]])
-    assert confirm.status_code == 200 and "copied onto 1 subscribers" in confirm.text
+    assert confirm.status_code == 200 and "copied onto 1 subscriber</li>" in confirm.text
     assert AlertRule.objects.filter(pk=default.pk).exists()
 
     act(finance, "alertrule", "remove_plan_defaults", [default], confirmed="1")
