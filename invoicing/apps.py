@@ -24,6 +24,26 @@ def current_billing_period(customer, now: datetime) -> tuple[datetime, datetime]
     return start, end
 
 
+def dashboard_spend(customer, now: datetime):
+    """metering's spend provider: the usage dashboard shows the invoice so far and its
+    projection, the same figures as the billing page."""
+    from metering.hooks import SpendOutlook
+
+    from .currency import format_money
+    from .selectors import projected_invoice
+
+    projection = projected_invoice(customer=customer, now=now)
+    if projection is None:
+        return None
+    currency = projection.currency
+    return SpendOutlook(
+        so_far=format_money(projection.upcoming.total_minor, currency),
+        projected=format_money(projection.projected_minor, currency),
+        likely_range=projection.range_text,
+        by_forecast=projection.by_forecast,
+    )
+
+
 class InvoicingConfig(AppConfig):
     name = "invoicing"
     verbose_name = "Invoicing"
@@ -32,3 +52,4 @@ class InvoicingConfig(AppConfig):
         from metering import hooks
 
         hooks.register_billing_period(current_billing_period)
+        hooks.register_spend_outlook(dashboard_spend)

@@ -21,7 +21,7 @@ from .charges import (
     rate_subscription_period,
     spans,
 )
-from .currency import round_half_up, to_minor
+from .currency import format_money, round_half_up, to_minor
 from .models import (
     CreditNote,
     Dispute,
@@ -101,14 +101,23 @@ def upcoming_invoice(*, customer: Customer, now: datetime | None = None) -> Upco
     elapsed = Fraction(int((as_of - start).total_seconds() * 1_000_000))
     length = Fraction(int((end - start).total_seconds() * 1_000_000))
 
+    measured: dict[tuple[int, datetime], Decimal] = {}
+
     def usage_so_far(component: PriceComponent, span: Span) -> Decimal:
-        return (
-            metering.usage_total(
-                customer=customer, meter=component.meter, start=span.start, end=min(span.end, as_of)
+        # Both ratings below ask for each component's span: measure it once.
+        key = (component.pk, span.start)
+        if key not in measured:
+            measured[key] = (
+                metering.usage_total(
+                    customer=customer,
+                    meter=component.meter,
+                    start=span.start,
+                    end=min(span.end, as_of),
+                )
+                if span.start < as_of
+                else Decimal(0)
             )
-            if span.start < as_of
-            else Decimal(0)
-        )
+        return measured[key]
 
     def projected(component: PriceComponent, span: Span) -> Decimal:
         so_far = usage_so_far(component, span)
@@ -356,4 +365,47 @@ def plan_version_terms(version: PlanVersion) -> VersionTerms:
             if c.kind == PriceComponent.Kind.USAGE and c.meter_id is not None
         },
         commitment=commitment,
+    )
+
+
+@dataclass(frozen=True)
+class ProjectedInvoice:
+    """The current period's invoice so far and where it is heading, for display."""
+
+    upcoming: UpcomingInvoice
+    projected_minor: int
+    low_minor: int | None  # the likely range, when a forecast gives one
+    high_minor: int | None
+    by_forecast: bool  # else a straight line through the period so far
+
+    @property
+    def currency(self) -> str:
+        return self.upcoming.currency
+
+    @property
+    def range_text(self) -> str | None:
+        """The likely range as text ('1,200.00 to 1,450.00 USD'), when there is one."""
+        low, high, currency = self.low_minor, self.high_minor, self.currency
+        if low is None or high is None or low == high:
+            return None
+        low_text = format_money(low, currency).removesuffix(currency)
+        return f"{low_text}\u2013 {format_money(high, currency)}"
+
+
+def projected_invoice(*, customer: Customer, now: datetime) -> ProjectedInvoice | None:
+    """The upcoming invoice with its projection: the projected-cost hook's range (alerts:
+    the period rated at the forecast usage) when a provider answers for this period, else
+    the straight-line projection. One reading for the billing page and the dashboard."""
+    from . import hooks
+
+    upcoming = upcoming_invoice(customer=customer, now=now)
+    if upcoming is None:
+        return None
+    forecast = hooks.projected_cost(
+        customer, now, period=(upcoming.period_start, upcoming.period_end)
+    )
+    if forecast is None or forecast.currency != upcoming.currency:
+        return ProjectedInvoice(upcoming, upcoming.projected_total_minor, None, None, False)
+    return ProjectedInvoice(
+        upcoming, forecast.p50_minor, forecast.p10_minor, forecast.p90_minor, True
     )

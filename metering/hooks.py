@@ -67,6 +67,16 @@ class UsageOutlook(NamedTuple):
     p90: Decimal
 
 
+class SpendOutlook(NamedTuple):
+    """The current billing period's invoice as display text (metering formats no money):
+    what it comes to so far, where it is heading, and the likely range if known."""
+
+    so_far: str
+    projected: str
+    likely_range: str | None
+    by_forecast: bool
+
+
 IngestGuard = Callable[[list[NewEvent]], dict[int, GuardVerdict]]
 UsageListener = Callable[[set[tuple[int, int]]], None]
 # (customer, now) -> (start, end) of the billing period containing now, aware, or None.
@@ -80,6 +90,8 @@ _ingest_guards: list[IngestGuard] = []
 _usage_listeners: list[UsageListener] = []
 _billing_period_providers: list[BillingPeriodProvider] = []
 _forecast_providers: list[ForecastProvider] = []
+SpendProvider = Callable[["Customer", datetime], SpendOutlook | None]
+_spend_providers: list[SpendProvider] = []
 
 
 def register_ingest_guard(guard: IngestGuard) -> None:
@@ -97,6 +109,11 @@ def register_billing_period(provider: BillingPeriodProvider) -> None:
         _billing_period_providers.append(provider)
 
 
+def register_spend_outlook(provider: SpendProvider) -> None:
+    if provider not in _spend_providers:
+        _spend_providers.append(provider)
+
+
 def register_forecast_provider(provider: ForecastProvider) -> None:
     if provider not in _forecast_providers:
         _forecast_providers.append(provider)
@@ -109,6 +126,7 @@ def unregister(fn) -> None:
         _usage_listeners,
         _billing_period_providers,
         _forecast_providers,
+        _spend_providers,
     ):
         if fn in registry:
             registry.remove(fn)
@@ -175,4 +193,19 @@ def usage_forecast(
             continue
         if outlook is not None:
             return outlook
+    return None
+
+
+def spend_outlook(customer: "Customer", now: datetime) -> SpendOutlook | None:
+    """The first provider's view of the current invoice (invoicing: the upcoming invoice
+    and its projection); ``None`` without one. Like the forecast it only adds to the page,
+    so a failing provider is logged and the page goes on without it."""
+    for provider in _spend_providers:
+        try:
+            found = provider(customer, now)
+        except Exception:
+            logger.exception("spend provider %r failed", provider)
+            continue
+        if found is not None:
+            return found
     return None

@@ -99,11 +99,14 @@ def deliveries_queue(alert: Alert, *, event: str, now: datetime) -> list[Deliver
                 add(channel, endpoint.url, contact.persona, contact=contact, endpoint=endpoint)
             else:
                 add(channel, address, contact.persona, contact=contact)
-    if Persona.DEVELOPER in audience:
-        for endpoint in WebhookEndpoint.objects.filter(customer_id=alert.customer_id):
-            if endpoint.personas and not audience.intersection(endpoint.personas):
-                continue
-            add(Channel.WEBHOOK, endpoint.url, Persona.DEVELOPER, endpoint=endpoint)
+    # The customer's own endpoints (not a contact's) take every alert, or only the alerts
+    # of the personas they name.
+    own = WebhookEndpoint.objects.filter(customer_id=alert.customer_id, contact__isnull=True)
+    for endpoint in own:
+        wanted = audience.intersection(endpoint.personas) if endpoint.personas else audience
+        if wanted:
+            persona = Persona.DEVELOPER if Persona.DEVELOPER in wanted else sorted(wanted)[0]
+            add(Channel.WEBHOOK, endpoint.url, persona, endpoint=endpoint)
     Delivery.objects.bulk_create(deliveries.values(), ignore_conflicts=True)
     queued = list(Delivery.objects.filter(alert=alert, event=event, status=Delivery.Status.PENDING))
     ids = [d.pk for d in queued]

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from metering.views import wants_fragment
 
-from .. import hooks, selectors
+from .. import selectors
 from ..currency import format_money
 from . import BillingView
 from .display import invoice_rows, line_row
@@ -35,31 +35,19 @@ class BillingHomeView(BillingView):
     def get(self, request):
         if wants_fragment(request):  # a page of the invoices list
             return self.render(INVOICES, self.invoices_context())
-        now = timezone.now()
-        upcoming = selectors.upcoming_invoice(customer=self.customer, now=now)
+        projection = selectors.projected_invoice(customer=self.customer, now=timezone.now())
+        upcoming = projection.upcoming if projection is not None else None
         context = {**self.invoices_context(), "upcoming": upcoming}
-        if upcoming is not None:
-            currency = upcoming.currency
+        if projection is not None:
+            currency = projection.currency
             context.update(
                 subscription=upcoming.subscription,
                 upcoming_lines=[line_row(line, currency=currency) for line in upcoming.lines],
                 upcoming_total=format_money(upcoming.total_minor, currency),
-                projected_total=format_money(upcoming.projected_total_minor, currency),
+                projected_total=format_money(projection.projected_minor, currency),
+                projected_by_forecast=projection.by_forecast,
+                projected_range=projection.range_text,
             )
-            forecast = hooks.projected_cost(
-                self.customer, now, period=(upcoming.period_start, upcoming.period_end)
-            )
-            if forecast is not None and forecast.currency == currency:
-                context.update(
-                    projected_by_forecast=True,
-                    projected_total=format_money(forecast.p50_minor, currency),
-                    projected_range=(
-                        f"{format_money(forecast.p10_minor, currency).removesuffix(currency)}"
-                        f"– {format_money(forecast.p90_minor, currency)}"  # noqa: RUF001
-                        if forecast.p10_minor != forecast.p90_minor
-                        else None
-                    ),
-                )
         disputes = selectors.dispute_list(principal=self.membership).select_related("opened_by")
         context["disputes"] = list(disputes[: DISPUTES_SHOWN + 1])
         context["more_disputes"] = len(context["disputes"]) > DISPUTES_SHOWN

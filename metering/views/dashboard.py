@@ -30,6 +30,7 @@ from . import wants_fragment
 
 PAGE = "metering/dashboard.html"
 LIVE = "metering/_dashboard_live.html"
+SPEND = "metering/_spend.html"
 REFRESH_SECONDS = 30
 HISTORY_MONTHS = 12
 BREAKDOWN_ROWS = 8
@@ -199,3 +200,12 @@ class UsageDashboardView(PortalView):
         if wants_fragment(request):
             return self.render(LIVE, context)
         return self.render(PAGE, context)
+
+
+class UsageSpendView(PortalView):
+    """The invoice so far and its projection, as the dashboard loads it (after the page):
+    from the spend provider (invoicing), nothing when there is none or it has no answer."""
+
+    def get(self, request):
+        spend = hooks.spend_outlook(self.customer, timezone.now())
+        return self.render(SPEND, {"spend": spend})

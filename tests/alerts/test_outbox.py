@@ -333,3 +333,27 @@ def test_a_dry_run_installation_records_deliveries_without_sending(
     assert delivery.status == "skipped"
     assert delivery.attempt_log.get().error_code == "dry_run"
     assert receivers["hook"].requests == []
+
+
+@pytest.mark.django_db
+def test_an_endpoint_naming_personas_gets_only_their_alerts(
+    customer_a, calls, receivers, django_capture_on_commit_callbacks
+):
+    endpoint_create(
+        actor=None, customer=customer_a, url=receivers["endpoint"].url(), personas=["finance"]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        for_developers = fire(customer_a, calls, audience=["developer"])
+    assert not for_developers.deliveries.exists()
+
+    AlertRule.objects.create(
+        customer=customer_a, kind="threshold", meter=calls, levels=[5], audience=["finance"]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        (for_finance,) = evaluation.thresholds_evaluate(now=timezone.now())
+    (delivery,) = for_finance.deliveries.all()
+    assert (delivery.channel, delivery.persona, delivery.status) == (
+        "webhook",
+        "finance",
+        "delivered",
+    )
