@@ -3,56 +3,12 @@
 import json
 from decimal import Decimal
 
-from django.contrib import admin
-from django.contrib.admin import helpers
-from django.contrib.admin.utils import unquote
-from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.models import Persona
-from invoicing.admin._shared import ServiceAdmin, number
+from invoicing.admin._shared import number
 
 from ..models import AlertRule
-
-
-def changelist_url(model) -> str:
-    opts = model._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
-
-
-class AlertsServiceAdmin(ServiceAdmin):
-    """invoicing's ``ServiceAdmin`` (read-only pages; "change" only unlocks the actions,
-    which call services), with its pages pointing back at this app's changelists."""
-
-    def form_page(self, request, form, *, title: str, action: str = "", objects=(), **extra):
-        """A form page; for an action, the form posts back to the changelist action."""
-        return self.page(
-            request,
-            extra.pop("template", "admin/invoicing/form.html"),
-            title=title,
-            form=form,
-            action=action,
-            objects=list(objects),
-            action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
-            return_to=request.POST.get("_return_to", ""),
-            changelist_url=changelist_url(self.model),
-            **extra,
-        )
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        buttons = []
-        if obj is not None and self.has_change_permission(request):
-            actions = self.get_actions(request)
-            buttons = [(n, label) for n, label in self.object_actions(request, obj) if n in actions]
-        extra_context = {
-            **(extra_context or {}),
-            "object_buttons": buttons,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "changelist_url": changelist_url(self.model),
-        }
-        # Past ServiceAdmin's, which names invoicing's changelist.
-        return admin.ModelAdmin.change_view(self, request, object_id, form_url, extra_context)
 
 
 def pretty_json(value) -> str:

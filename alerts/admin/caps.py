@@ -9,13 +9,13 @@ from django.http import HttpResponseRedirect
 
 from accounts.errors import DomainError
 from accounts.forms import add_domain_error
-from invoicing.admin._shared import ReadOnlyInline, admin_link, number
+from invoicing.admin._shared import ReadOnlyInline, ServiceAdmin, admin_link, changelist_url, number
 from invoicing.admin.forms import ConfirmForm
 from metering.admin import ReadOnlyAdmin
 
 from ..models import Cap, CapWindow, PlanCapDefault
 from ..services import rules as services
-from ._shared import AlertsServiceAdmin, changelist_url, counted
+from ._shared import counted
 from .forms import PlanCapDefaultForm
 
 
@@ -74,7 +74,7 @@ class CapAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PlanCapDefault)
-class PlanCapDefaultAdmin(AlertsServiceAdmin):
+class PlanCapDefaultAdmin(ServiceAdmin):
     list_display = [
         "plan",
         "meter",

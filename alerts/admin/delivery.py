@@ -7,12 +7,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.errors import DomainError
-from invoicing.admin._shared import BR, ReadOnlyInline, admin_link
+from invoicing.admin._shared import BR, ReadOnlyInline, ServiceAdmin, admin_link, changelist_url
 from metering.admin import ReadOnlyAdmin
 
 from ..models import Delivery, DeliveryAttempt, WebhookEndpoint, WebhookSecret
 from ..services import outbox
-from ._shared import AlertsServiceAdmin, changelist_url, counted, personas
+from ._shared import counted, personas
 
 REPLAYABLE = (Delivery.Status.FAILED, Delivery.Status.SKIPPED)
 
@@ -41,7 +41,7 @@ class DeliveryAttemptInline(ReadOnlyInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(AlertsServiceAdmin):
+class DeliveryAdmin(ServiceAdmin):
     """Read-only; "change" on deliveries unlocks the replay (finance)."""
 
     list_display = [

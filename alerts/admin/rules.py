@@ -10,21 +10,14 @@ from django.utils.html import format_html
 
 from accounts.errors import DomainError
 from accounts.forms import add_domain_error
-from invoicing.admin._shared import ReadOnlyInline, admin_link, span
+from invoicing.admin._shared import ReadOnlyInline, ServiceAdmin, admin_link, changelist_url, span
 from invoicing.admin.forms import ConfirmForm
 from invoicing.currency import format_money
 from metering.admin import ReadOnlyAdmin
 
 from ..models import Alert, AlertRule, Delivery, ExpansionSignal
 from ..services import rules as services
-from ._shared import (
-    AlertsServiceAdmin,
-    changelist_url,
-    counted,
-    personas,
-    pretty_json,
-    rule_levels,
-)
+from ._shared import counted, personas, pretty_json, rule_levels
 from .forms import PlanRuleForm
 
 # --- Alert rules ----------------------------------------------------------------------------
@@ -52,7 +45,7 @@ class RuleOwnerFilter(admin.SimpleListFilter):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(AlertsServiceAdmin):
+class AlertRuleAdmin(ServiceAdmin):
     """Customers set their rules (portal, API): staff look. The operator's defaults per
     plan are created, changed and removed here, through the rules services, which copy
     them onto the plan's subscribers."""

@@ -31,6 +31,11 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+def changelist_url(model) -> str:
+    opts = model._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+
+
 class ServiceAdmin(admin.ModelAdmin):
     """Read-only pages; "change" permission only unlocks the actions (which call services)."""
 
@@ -66,7 +71,7 @@ class ServiceAdmin(admin.ModelAdmin):
             objects=list(objects),
             action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
             return_to=request.POST.get("_return_to", ""),
-            changelist_url=reverse(f"admin:invoicing_{self.model._meta.model_name}_changelist"),
+            changelist_url=changelist_url(self.model),
             **extra,
         )
 
@@ -116,7 +121,7 @@ class ServiceAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "object_buttons": buttons,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "changelist_url": reverse(f"admin:invoicing_{self.model._meta.model_name}_changelist"),
+            "changelist_url": changelist_url(self.model),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
