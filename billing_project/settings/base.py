@@ -158,7 +158,11 @@ STATICFILES_FINDERS = [
 
 # Called by ``manage.py seed_demo`` after it seeds accounts, each as ``seeder(stdout, rng)``:
 # the layers above accounts add their demo data without accounts importing them.
-DEMO_SEEDERS = ["metering.demo.seed_usage", "invoicing.demo.seed_billing"]
+DEMO_SEEDERS = [
+    "metering.demo.seed_usage",
+    "invoicing.demo.seed_billing",
+    "alerts.demo.seed_alerts",
+]
 
 # --- Email ---------------------------------------------------------------------------
 EMAIL_BACKEND = env_value(

@@ -240,4 +240,4 @@ def test_a_later_run_bills_only_the_periods_ended_since(customers):
 def test_the_demo_runs_the_billing_seeder_after_the_usage_seeder():
     from billing_project.settings import base
 
-    assert base.DEMO_SEEDERS == ["metering.demo.seed_usage", "invoicing.demo.seed_billing"]
+    assert base.DEMO_SEEDERS[:2] == ["metering.demo.seed_usage", "invoicing.demo.seed_billing"]
