@@ -87,7 +87,7 @@ def test_finance_opens_an_invoice_checks_a_lines_events_and_disputes_it(
     expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
     expect(page.locator(".plan-name")).to_contain_text("Growth")
     expect(page.get_by_test_id("upcoming-total")).to_have_text("99.00 USD")
-    expect(page.locator(".upcoming-card")).to_contain_text("straight-line projection")
+    expect(page.locator(".upcoming-card")).to_contain_text("Forecast from your daily usage")
     row = page.locator("#invoices tbody tr", has_text=invoice.number)
     expect(row).to_contain_text("99.10 USD")
     shoot(page, "billing.png")
