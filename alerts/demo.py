@@ -9,16 +9,19 @@ defaults for one plan through ``plan_cap_default_set`` / ``rule_create(plan=...)
 ``plan_defaults_apply``, webhook endpoints through ``endpoint_create``. Nothing writes an
 alert, a delivery or a signal: the engine does, replayed over the history.
 
-The replay runs the real engine at past moments, each seeing only the usage recorded by
-then: thresholds (``thresholds_evaluate``) at the hours their levels were crossed (found
-from the usage itself, so the engine is asked then and decides), velocity and anomaly rules
-at the first Beat pass of the days their figures change, predictive rules once a week, the
-end of each billing period (``periods_ended_resolve``) and ``deliveries_sweep`` after each
-moment, so every delivery gets its attempt at the alert's time. Asking the engine only at
-the moments that can matter (instead of every quarter hour of two months) keeps the seed to
-seconds; a moment picked wrongly can only miss an alert, never invent one. Then one Beat
-pass (``rules_evaluate_scheduled``) and a sweep at ``now``. Total-spend rules are created
-after the replay: total spend is measured on the subscription's open period
+The replay runs the real engine at past moments of the customer's current billing period
+and the one before it, each moment seeing only the usage recorded by then: thresholds
+(``thresholds_evaluate``) at the hours their levels were crossed (found from the usage
+itself, so the engine is asked then and decides), velocity and anomaly rules at the first
+Beat pass of the days their figures change, predictive rules once a week, the end of each
+billing period (``periods_ended_resolve``) and ``deliveries_sweep`` after each moment, so
+every delivery gets its attempt at the alert's time. Asking the engine only at the moments
+that can matter (instead of every quarter hour of two months) keeps the seed to seconds; a
+moment picked wrongly can only miss an alert, never invent one. (The engine places a moment
+in its billing period through metering's billing-period hook; where the hook knows no
+period for a past moment, the replay starts at the open period.) Then one Beat pass
+(``rules_evaluate_scheduled``) and a sweep at ``now``. Total-spend rules are created after
+the replay: total spend is measured on the subscription's open period
 (``invoicing.selectors.upcoming_invoice``), which a past moment would misread.
 
 Nothing is ever sent: the seed runs only with ``ALERTS_OUTBOUND_DRY_RUN`` on (the
@@ -55,7 +58,6 @@ from invoicing.periods import period_bounds, period_index_at
 from invoicing.rating import usage_amount
 from metering import selectors as metering
 from metering.demo import account_for
-from metering.measuring import UsageWindow
 from metering.models import Meter
 
 from .models import (
@@ -87,7 +89,6 @@ PREDICTIVE_WEEKS = 2
 DAY, HOUR, MICRO = timedelta(days=1), timedelta(hours=1), timedelta(microseconds=1)
 # A share of the customers never set guardrails (and suspended ones do not bother).
 WITHOUT_GUARDRAILS = 0.25
-MODELS = (Cap, AlertRule, WebhookEndpoint, Alert, Delivery, DeliveryAttempt, ExpansionSignal)
 COUNT_LABELS = {
     "Cap": "caps",
     "AlertRule": "rules",
@@ -169,7 +170,8 @@ def _recent(customer: Customer, subscription, meters: dict[str, Meter], now) -> 
     for code in METER_CODES:
         meter = meters[code]
         totals = metering.usage_totals(
-            meter=meter, windows=[UsageWindow(customer.pk, start, end) for start, end in closed]
+            meter=meter,
+            windows=[metering.UsageWindow(customer.pk, start, end) for start, end in closed],
         )
         units = totals[0] if totals else Decimal(0)
         if not units and current[0] < now:
@@ -199,7 +201,11 @@ def _roles(placements: list[tuple[Customer, str, str]]) -> dict[int, str]:
         ("pressure", lambda tier, profile: profile in ("steady", "seasonal", "spiky")),
     ]
     for role, fits in wanted:
-        pool = [(c, t, p) for c, t, p in placements if c.pk not in roles]
+        pool = [
+            (c, t, p)
+            for c, t, p in placements
+            if c.pk not in roles and c.status == Customer.Status.ACTIVE
+        ]
         chosen = next(
             (c for c, t, p in pool if c.external_id != NORTHWIND and fits(t, p)), None
         ) or next((c for c, _, _ in pool if c.external_id != NORTHWIND), None)
@@ -484,7 +490,7 @@ def _crossings(customer, meter, period, levels: set[Decimal], now: datetime) -> 
         moment += DAY
     day_ends.append(end)
     totals = metering.usage_totals(
-        meter=meter, windows=[UsageWindow(customer.pk, period.start, e) for e in day_ends]
+        meter=meter, windows=[metering.UsageWindow(customer.pk, period.start, e) for e in day_ends]
     )
     found: dict[Decimal, datetime] = {}
     hourly: dict[int, tuple[list[datetime], list[Decimal]]] = {}
@@ -503,7 +509,8 @@ def _crossings(customer, meter, period, levels: set[Decimal], now: datetime) -> 
             hourly[day] = (
                 ends,
                 metering.usage_totals(
-                    meter=meter, windows=[UsageWindow(customer.pk, period.start, e) for e in ends]
+                    meter=meter,
+                    windows=[metering.UsageWindow(customer.pk, period.start, e) for e in ends],
                 ),
             )
         ends, values = hourly[day]
