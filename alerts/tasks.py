@@ -26,6 +26,13 @@ def deliveries_sweep() -> int:
 
 
 @shared_task(acks_late=True)
+def thresholds_evaluate(pairs: list[list[int]]) -> int:
+    """Fire the thresholds an ingest reached, for its (customer id, meter id) pairs; safe
+    twice (each level fires once per rule and period)."""
+    return len(evaluation.thresholds_evaluate({(c, m) for c, m in pairs}))
+
+
+@shared_task(acks_late=True)
 def rules_evaluate() -> int:
     """Velocity, anomaly and predictive rules; the threshold backstop; ended periods."""
     return evaluation.rules_evaluate_scheduled()

@@ -1,13 +1,13 @@
 """Firing and resolving alerts: thresholds as usage lands, the rest on a schedule.
 
 Thresholds are checked right after an ingest commits, for the (customer, meter) pairs it
-touched (metering's usage-recorded hook), and again by a scheduled backstop that catches
-anything a crashed request missed. Velocity, anomaly and predictive rules run on Beat.
+touched (metering's usage-recorded hook hands them to a worker), and again by a scheduled
+backstop that catches anything a lost task or a crashed worker missed. Velocity, anomaly
+and predictive rules run on Beat.
 
-Every alert is inserted with ``ON CONFLICT DO NOTHING`` on (rule, period, level): however
-many requests, workers and sweeps see the same crossing, one alert exists and one set of
-deliveries is queued — in the alert's own transaction (the outbox), so a committed alert
-always has them.
+An alert is unique per (rule, period, level) in the database: however many workers and
+sweeps see the same crossing, one alert exists and one set of deliveries is queued — in
+the alert's own transaction (the outbox), so a committed alert always has them.
 """
 
 import logging
@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from accounts.models import Customer
 from invoicing import selectors as invoicing
@@ -335,8 +336,16 @@ def _fired_levels(rules: list[AlertRule], subjects: Subjects) -> dict:
 
 
 def on_usage_recorded(pairs: set[tuple[int, int]]) -> None:
-    """Metering's usage-recorded hook: check thresholds as soon as an ingest commits."""
-    thresholds_evaluate(pairs)
+    """Metering's usage-recorded hook: as soon as an ingest commits, a worker checks the
+    thresholds of what it touched (the request does not wait for it). With the broker
+    down the request checks them itself, so an outage delays nothing but the sending."""
+    from ..tasks import thresholds_evaluate as task
+
+    try:
+        task.apply_async((sorted(pairs),), retry=False)
+    except (OperationalError, OSError):
+        logger.warning("could not enqueue the threshold check; checking in the request")
+        thresholds_evaluate(pairs)
 
 
 # --- Daily series for velocity and anomaly ---------------------------------------------------

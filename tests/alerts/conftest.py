@@ -22,3 +22,29 @@ def smtp(settings):
     settings.DEFAULT_FROM_EMAIL = "alerts@meterbook.example"
     yield inbox
     controller.stop()
+
+
+@pytest.fixture
+def broker_down():
+    """Celery publishes to a port nothing listens on (a real connection attempt, refused):
+    what an outage of the broker looks like to the code that enqueues."""
+    from kombu import Connection
+
+    from billing_project.celery import app
+
+    def dead(*args, **kwargs):
+        return Connection(
+            "redis://127.0.0.1:9/0", transport_options=app.conf.broker_transport_options
+        )
+
+    app.conf.task_always_eager = False
+    app.connection_for_write = dead
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        del app.connection_for_write  # back to the class's method
+        app._pool = None
+        app.amqp._producer_pool = None
+        app.conf.task_always_eager = True
