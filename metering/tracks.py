@@ -7,7 +7,7 @@ authoritative: the real-time rows are replaced where they differ.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 
@@ -61,7 +61,9 @@ class RecomputeResult:
 
 
 def floor_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+    """The UTC hour ``moment`` falls in (rollups are UTC hours: in a zone offset by :30 or
+    :45, India's say, flooring in the zone's own wall time would miss half an hour)."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def ceil_hour(moment: datetime) -> datetime:

@@ -69,3 +69,30 @@ def test_hourly_series_in_a_half_hour_zone_splits_utc_hours():
         ("11:00", Decimal(1)),
         ("12:00", Decimal(1)),
     ]
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns"])
+def test_a_window_given_in_a_half_hour_zone_counts_every_event(zone):
+    """A billing period in the customer's zone starts at :30 (or :45) UTC: its whole hours
+    are still the UTC hours the rollups keep, so nothing between is lost."""
+    from zoneinfo import ZoneInfo
+
+    customer = CustomerFactory(timezone=zone)
+    meter = api_calls_meter()
+    moments = [datetime(2026, 11, 10, h, m, tzinfo=UTC) for h in range(24) for m in (5, 35, 50)]
+    events_ingest(
+        events=[
+            event(customer, f"e{i}", ts=moment.isoformat(), endpoint="/a", region="eu")
+            for i, moment in enumerate(moments)
+        ],
+        now=NOW,
+    )
+    local = ZoneInfo(zone)
+    start = datetime(2026, 11, 10, 3, 0, tzinfo=local)  # a local hour: :30 or :45 in UTC
+    end = datetime(2026, 11, 10, 21, 0, tzinfo=local)
+    expected = sum(1 for moment in moments if start <= moment < end)
+    assert usage_total(customer=customer, meter=meter, start=start, end=end) == expected
+    utc = usage_total(
+        customer=customer, meter=meter, start=start.astimezone(UTC), end=end.astimezone(UTC)
+    )
+    assert utc == expected
