@@ -38,7 +38,6 @@ resolve today's alerts in the past); a rerun asks the engine at ``now`` only, as
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -537,38 +536,23 @@ def _daily_usage(customer, meter, first: date, last: date) -> dict[date, Decimal
 
 def _velocity_direction(rule: AlertRule, series: dict[date, Decimal], day: date) -> str | None:
     """The engine's velocity test as its pass on ``day`` would see it (complete days only)."""
-    recent_days, baseline_days = rule.recent_days or 7, rule.baseline_days or 28
-    values = [
-        series.get(day - timedelta(days=n), Decimal(0))
-        for n in range(recent_days + baseline_days, 0, -1)
-    ]
-    recent = sum(values[-recent_days:], Decimal(0)) / recent_days
-    baseline = sum(values[:baseline_days], Decimal(0)) / baseline_days
-    factor = rule.factor or Decimal(2)
-    if max(recent, baseline) < (rule.min_volume or 0) or max(recent, baseline) <= 0:
-        return None
-    if recent >= baseline * factor:
-        return "rising"
-    if recent * factor <= baseline:
-        return "falling"
-    return None
+    days = (rule.recent_days or 7) + (rule.baseline_days or 28)
+    values = [series.get(day - timedelta(days=n), Decimal(0)) for n in range(days, 0, -1)]
+    return engine.velocity(rule, values)[0]
 
 
 def _unusual_yesterday(rule: AlertRule, series: dict[date, Decimal], day: date) -> bool:
     """Whether the day before ``day`` looks far from its weekday baseline, with some margin:
     the engine's anomaly pass on ``day`` is asked and decides."""
-    weeks = engine.ANOMALY_WEEKS
     yesterday = series.get(day - DAY, Decimal(0))
-    same_weekday = [
-        v for w in range(1, weeks + 1) if (v := series.get(day - DAY - timedelta(weeks=w)))
+    history = [
+        series.get(day - DAY - timedelta(days=n), Decimal(0))
+        for n in range(engine.ANOMALY_WEEKS * 7, 0, -1)
     ]
-    if len(same_weekday) < engine.ANOMALY_MIN_SAME_WEEKDAYS:
-        same_weekday = [v for n in range(2, 30) if (v := series.get(day - timedelta(days=n)))]
-    if len(same_weekday) < engine.ANOMALY_MIN_SAME_WEEKDAYS:
+    baseline = engine.anomaly_baseline(history)
+    if len(baseline) < engine.ANOMALY_MIN_SAME_WEEKDAYS:
         return False
-    median = Decimal(statistics.median(same_weekday))
-    mad = Decimal(statistics.median([abs(v - median) for v in same_weekday]))
-    sigma = max(mad * engine.MAD_TO_SIGMA, median / 10, Decimal("1e-9"))
+    median, sigma = engine.robust_band(baseline)
     if max(yesterday, median) < (rule.min_volume or 0):
         return False
     return abs(yesterday - median) >= (rule.sensitivity or Decimal(6)) * sigma * Decimal("0.8")
@@ -578,7 +562,7 @@ def _evaluate_rule(rule: AlertRule, subjects: engine.Subjects) -> None:
     """One scheduled rule at the subjects' moment, as Beat's pass evaluates each rule.
     (``rules_evaluate_scheduled`` runs every rule of every customer; the replay asks one
     customer's rules at the moments that matter to them.)"""
-    engine._SCHEDULED[rule.kind](rule, subjects)
+    engine.rule_evaluate(rule, subjects)
 
 
 def _replay(customer: Customer, *, now: datetime, periods: int) -> None:

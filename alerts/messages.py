@@ -81,8 +81,8 @@ def threshold_severity(rule: AlertRule, level: Decimal) -> str:
     return Alert.Severity.WARNING
 
 
-def threshold_title(rule: AlertRule, level: Decimal) -> str:
-    return f"{subject(rule)} reached {level_text(rule, level)}"
+def threshold_title(rule: AlertRule, level: Decimal, currency: str | None = None) -> str:
+    return f"{subject(rule)} reached {level_text(rule, level, currency)}"
 
 
 def threshold_summary(rule: AlertRule, level: Decimal, position, period) -> str:

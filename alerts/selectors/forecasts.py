@@ -69,10 +69,9 @@ def meter_forecast(
     zone = ZoneInfo(customer.timezone)
     today = now.astimezone(zone).date()
     midnight = datetime(today.year, today.month, today.day, tzinfo=zone)
-    joined = customer.created_at.astimezone(zone).date()
-    # (At least yesterday: an account opened today has only today's floor to go by.)
-    earliest = max(today - timedelta(days=FORECAST_HISTORY_DAYS), joined)
-    first_day = min(earliest, today - timedelta(days=1))
+    # Days before the account's first usage are trimmed below, so usage recorded before
+    # the account was opened here (history brought along) still counts.
+    first_day = today - timedelta(days=FORECAST_HISTORY_DAYS)
     history = metering.usage_series(
         customer=customer,
         meter=meter,

@@ -313,7 +313,7 @@ def thresholds_evaluate(
                 period=period,
                 level=level_key(level),
                 severity=messages.threshold_severity(rule, level),
-                title=messages.threshold_title(rule, level),
+                title=messages.threshold_title(rule, level, position.currency),
                 summary=messages.threshold_summary(rule, level, position, period),
                 evidence=messages.threshold_evidence(rule, level, position, period, subjects),
                 now=now,
@@ -367,20 +367,30 @@ def _daily(customer: Customer, meter: Meter, days: int, now: datetime) -> tuple[
     return [p.value or Decimal(0) for p in points], today
 
 
+def velocity(rule: AlertRule, series: list[Decimal]) -> tuple[str | None, Decimal, Decimal]:
+    """(direction or None, recent daily rate, baseline daily rate) of the rule's last
+    ``recent_days + baseline_days`` complete days, oldest first: 'rising' when the recent
+    rate is up by the factor, 'falling' when down by it, ignoring volumes under the floor."""
+    recent_days, baseline_days = rule.recent_days or 7, rule.baseline_days or 28
+    recent = sum(series[-recent_days:], Decimal(0)) / recent_days
+    baseline = sum(series[:baseline_days], Decimal(0)) / baseline_days
+    factor = rule.factor or Decimal(2)
+    busiest = max(recent, baseline)
+    if busiest <= 0 or busiest < (rule.min_volume or Decimal(0)):
+        return None, recent, baseline
+    if recent >= baseline * factor:
+        return "rising", recent, baseline
+    if recent * factor <= baseline:
+        return "falling", recent, baseline
+    return None, recent, baseline
+
+
 def _velocity(rule: AlertRule, subjects: Subjects) -> None:
     now = subjects.now
     recent_days, baseline_days = rule.recent_days or 7, rule.baseline_days or 28
     series, today = _daily(rule.customer, rule.meter, recent_days + baseline_days, now)
-    recent = sum(series[-recent_days:], Decimal(0)) / recent_days
-    baseline = sum(series[:baseline_days], Decimal(0)) / baseline_days
+    direction, recent, baseline = velocity(rule, series)
     factor = rule.factor or Decimal(2)
-    floor = rule.min_volume or Decimal(0)
-    direction = None
-    if max(recent, baseline) >= floor and max(recent, baseline) > 0:
-        if recent >= baseline * factor:
-            direction = "rising"
-        elif recent * factor <= baseline:
-            direction = "falling"
     period = subjects.period(rule.customer)
     for alert in Alert.objects.filter(rule=rule, status=Alert.Status.OPEN):
         if alert.level != direction:
@@ -414,7 +424,18 @@ def _velocity(rule: AlertRule, subjects: Subjects) -> None:
     )
 
 
-def _robust_band(values: list[Decimal]) -> tuple[Decimal, Decimal]:
+def anomaly_baseline(history: list[Decimal]) -> list[Decimal]:
+    """What a day is compared with, from the complete days before it (oldest first, the
+    last is the day before): the same weekday of earlier weeks, or the last 28 days for a
+    young account; days without usage are not a baseline."""
+    weekly = history[len(history) - 7 :: -7] if len(history) >= 7 else []
+    same_weekday = [v for v in weekly if v]
+    if len(same_weekday) >= ANOMALY_MIN_SAME_WEEKDAYS:
+        return same_weekday
+    return [v for v in history[-28:] if v]
+
+
+def robust_band(values: list[Decimal]) -> tuple[Decimal, Decimal]:
     """(median, robust sigma): 1.4826 x the median absolute deviation, floored at a tenth of
     the median so a perfectly regular history does not make every wobble an anomaly."""
     median = Decimal(statistics.median(values))
@@ -430,11 +451,7 @@ def _anomaly(rule: AlertRule, subjects: Subjects) -> None:
     sensitivity = rule.sensitivity or Decimal(6)
     floor = rule.min_volume or Decimal(0)
     yesterday = today - timedelta(days=1)
-    history = series[:-1]  # before yesterday, oldest first; history[-1] is 2 days ago
-    same_weekday = [history[i] for i in range(len(history) - 7, -1, -7)]
-    same_weekday = [v for v in same_weekday if v] or []
-    baseline = same_weekday if len(same_weekday) >= ANOMALY_MIN_SAME_WEEKDAYS else history[-28:]
-    baseline = [v for v in baseline if v]
+    baseline = anomaly_baseline(series[:-1])
     period = subjects.period(rule.customer)
     candidates = [(yesterday, series[-1], True)]
     today_so_far = subjects.usage_today(rule.customer, rule.meter)
@@ -442,7 +459,7 @@ def _anomaly(rule: AlertRule, subjects: Subjects) -> None:
     open_alerts = list(Alert.objects.filter(rule=rule, status=Alert.Status.OPEN))
     if len(baseline) < ANOMALY_MIN_SAME_WEEKDAYS:
         return
-    median, sigma = _robust_band(baseline)
+    median, sigma = robust_band(baseline)
     yesterday_normal = abs(series[-1] - median) < sensitivity * sigma
     for alert in open_alerts:
         if alert.level < yesterday.isoformat() and yesterday_normal:
@@ -490,7 +507,10 @@ def _predictive(rule: AlertRule, subjects: Subjects) -> None:
     open_alerts = list(Alert.objects.filter(rule=rule, status=Alert.Status.OPEN))
     units = None if level is None else subjects.level_in_units(rule, level)
     confidence = rule.confidence or Decimal("0.8")
-    within = rule.within_days or 14
+    # Usage starts again at the period's end: the odds are about what is left of it.
+    zone = ZoneInfo(rule.customer.timezone)
+    days_left = (period.end.astimezone(zone).date() - now.astimezone(zone).date()).days
+    within = max(1, min(rule.within_days or 14, days_left))
     if units is None:
         return
     usage = subjects.usage(rule.customer, rule.meter)
@@ -542,6 +562,12 @@ def _predictive(rule: AlertRule, subjects: Subjects) -> None:
 _SCHEDULED = {Kind.VELOCITY: _velocity, Kind.ANOMALY: _anomaly, Kind.PREDICTIVE: _predictive}
 
 
+def rule_evaluate(rule: AlertRule, subjects: Subjects) -> None:
+    """One velocity, anomaly or predictive rule at the subjects' moment, as Beat's pass
+    evaluates each (the demo replays a customer's rules at chosen moments with it)."""
+    _SCHEDULED[rule.kind](rule, subjects)
+
+
 def rules_evaluate_scheduled(*, now: datetime | None = None) -> int:
     """Beat's pass: velocity, anomaly and predictive rules, the threshold backstop, and
     closing alerts whose billing period has ended. Safe to run twice: firing is once per
@@ -557,7 +583,7 @@ def rules_evaluate_scheduled(*, now: datetime | None = None) -> int:
         if rule.meter is None or not rule.meter.is_additive:
             continue
         try:
-            _SCHEDULED[rule.kind](rule, subjects)
+            rule_evaluate(rule, subjects)
             evaluated += 1
         except Exception:
             logger.exception("alert rule %s failed to evaluate", rule.pk)

@@ -241,3 +241,23 @@ def test_a_rule_that_fails_does_not_stop_the_others(customer, data, monkeypatch)
     assert evaluation.rules_evaluate_scheduled(now=now) == 1
     assert Alert.objects.filter(rule=working).exists()
     assert not Delivery.objects.filter(alert__rule=broken).exists()
+
+
+@pytest.mark.django_db
+def test_predictive_odds_stop_at_the_periods_end_and_use_history_from_before_signing_up(
+    customer_a, data
+):
+    # The account was opened here today, with its usage history brought along.
+    customer_a.timezone = "UTC"
+    customer_a.save()
+    now = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)  # 4 days of November left
+    usage(customer_a, days_before(date(2026, 11, 27), [100] * 40), now)
+    # 2,600 by now; at 100 a day the period ends near 3,000: 3,300 is out of reach in the
+    # 4 days left, though a 14-day horizon would pass it.
+    far = rule(customer_a, data, "predictive", levels=[Decimal(3300)], confidence=Decimal("0.5"))
+    near = rule(customer_a, data, "predictive", levels=[Decimal(2800)], confidence=Decimal("0.8"))
+    evaluation.rules_evaluate_scheduled(now=now)
+    assert not Alert.objects.filter(rule=far).exists()
+    alert = Alert.objects.get(rule=near)
+    assert alert.evidence["within_days"] == 4
+    assert "within 4 days" in alert.title

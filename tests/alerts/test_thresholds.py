@@ -121,6 +121,7 @@ def test_percent_of_included_units_and_money_levels_use_the_plan(customer_a, cal
     assert Alert.objects.get(rule=spend).evidence["spend"] == "0.5"
     # Total spend 99 + 0.50 = 99.50 reaches 99.40.
     assert Alert.objects.get(rule=total).evidence["currency"] == "USD"
+    assert Alert.objects.get(rule=total).title == "Total spend reached 99.40 USD"
     assert Alert.objects.get(rule=included, level="100").severity == "critical"
 
 
