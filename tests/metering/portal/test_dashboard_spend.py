@@ -48,7 +48,9 @@ def test_the_dashboard_shows_the_invoice_so_far_and_its_projected_range(
     client, owner_a, subscribed_a
 ):
     client = signed_in(client, owner_a)
-    assert f'hx-get="{SPEND}"' in client.get(DASHBOARD).content.decode()  # loads after the page
+    dashboard = client.get(DASHBOARD).content.decode()
+    assert f'hx-get="{SPEND}"' in dashboard  # loads after the page
+    assert "{#" not in dashboard and "{%" not in dashboard  # no template text leaks
     page = client.get(SPEND).content.decode()
 
     projection = invoicing.projected_invoice(customer=subscribed_a, now=timezone.now())
