@@ -2,27 +2,39 @@
 
 Pure numpy, no database: the caller passes the daily series and rates the quantities.
 
-The model works on ``log(usage + offset)`` (growth is multiplicative, and the offset keeps
-zero days finite), fitted on recent days only:
+The model works on ``log(usage)`` (growth is multiplicative), fitted on the last eight weeks:
 
-* weekday effects: the median residual per weekday against a robust trend, shrunk toward
-  no pattern while there are few weeks, and only with two weeks of history or more;
-* level and trend: a Theil-Sen line (median of pairwise slopes) through the deseasonalized
-  recent days, so a spike moves neither the level nor the slope;
-* uncertainty: every simulated path draws its own level and slope (Student-t around the fit,
-  scaled by the residuals and their autocorrelation), a damped trend, and residual blocks
-  resampled from the history (a moving-block bootstrap keeps runs and spikes as they were).
+* weekday effects: the median residual per weekday against a robust trend, believed only as
+  far as they stand out from the noise (empirical Bayes), and only with two weeks or more;
+* spikes: a day far from its neighbours is a one-day event (a runaway job, an outage): it is
+  taken out of the fit and replayed at its rate, never carried forward;
+* level, damped trend and wander: a straight line plus day-to-day variation that is partly
+  persistent (an AR(1) wander: a busy week stays busy for a while) and partly day noise that
+  does not persist (counting noise: on a meter of a few units a day, a zero day is a big dip
+  that says nothing about tomorrow). How persistent, and how much is day noise, is weighed
+  per meter over a small grid by the marginal likelihood of the history, with the level and
+  slope integrated out (a normal prior on the growth per day, GROWTH_PRIOR) and a weak prior
+  on the noise scale. Given each grid point, the forecast days are the exact conditional
+  (kriging) distribution given the history, so the uncertainty of the level, the slope and
+  today's state of the wander all come from the data, without a fudge factor;
+* paths: every path draws its grid point by its weight, a noise scale (Student-t), the latent
+  days, day noise resampled from the history's own deviations (keeping their skew), and the
+  replayed spikes. Back from logs, each path's days average what the history's days did
+  around the line (Duan's smearing).
 
-All paths are simulated at once, so a forecast is a few array operations (~1 ms).
+A meter with zero days needs an offset to have a logarithm (half its least positive day);
+paths cut off at zero are rescaled so that cutting adds no usage. A meter without zero days
+gets none (an offset bends growth: log(y + c) grows slower than log y).
+
+All paths are simulated at once, so a forecast is a few array operations (a few ms).
 
 Crossing probabilities are then recalibrated: the share of paths that cross is mapped through
 a fixed monotone curve (CALIBRATION_RAW -> CALIBRATION_OBSERVED). The curve is a post-hoc
 calibration map, NOT part of the model: it was fitted once on the backtest's generated cases
-(bench/forecast_calibration.py --fit-calibration, seeds 3, 5, 7, 9, 11 and 13, 30,000 cases;
-never the reported seed 1) as the observed crossing frequency at each raw share (local linear
-fit, made monotone), and is stored here as constants. It says the simulated paths are too
-sure in the tails (when 2% of paths cross, ~8% of such cases did) and slightly low in the
-middle. Bands and quantiles are the paths themselves, uncalibrated.
+(bench/forecast_calibration.py --fit-calibration on seeds 3, 5, 7, 9, 11 and 13, never the
+reported seed 1) as the observed crossing frequency at each raw share (local linear fit, made
+monotone), and is stored here as constants. Bands and quantiles are the paths themselves,
+uncalibrated.
 """
 
 from __future__ import annotations
@@ -31,24 +43,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 import numpy as np
 
 PATHS = 2000
-TREND_WINDOW = 28  # days the level and trend are fitted on: recent behaviour wins
-SEASON_WINDOW = 56  # days the weekday pattern is estimated on (8 weeks)
+HISTORY_WINDOW = 56  # days the model is fitted on (8 weeks): recent behaviour wins
 MIN_DAYS_FOR_WEEKDAYS = 14  # two of each weekday before we believe a pattern
 DAMPING = 0.99  # trend damping per day: far days get less than a straight-line trend
-SPIKE_SIGMAS = 3.0  # a residual this many robust sigmas out is a spike, not the level
-SPIKE_PRIOR_DAYS = 14  # spike rate = spikes / (days + this): shrunk toward "no spikes"
-PERSISTENCE_PRIOR = 0.5  # day-to-day persistence assumed before the history shows its own
-PERSISTENCE_PRIOR_DAYS = 7  # ... weighted like this many days of residuals
+SPIKE_SIGMAS = 3.0  # a day this many robust sigmas from its neighbours is a spike
+MIN_SPIKE_DAYS = 10  # fewer days than this cannot tell a spike from the noise
+SPIKE_PRIOR_DAYS = 7  # spike rate = spikes / (days + this): shrunk toward "no spikes"
+# Prior on the log growth per day: few meters sustain more than ~4%/day (two sigmas) for
+# weeks, so a short or noisy history's slope is pulled toward "flat".
+GROWTH_PRIOR = 0.02
 MIN_LOG_NOISE = 0.05  # floor on the log-scale noise: no history is that certain
-NEW_ACCOUNT_NOISE = 0.3  # prior noise for very short histories, faded out by ~3 weeks
-SPREAD = 2.0  # multiplier on parameter uncertainty (calibrated in bench/forecast_calibration)
-# Prior on the log growth per day: few meters sustain more than ~4%/day for weeks, so a short
-# history's wild slope is pulled toward "flat" (precision-weighted, as a normal prior does).
-GROWTH_PRIOR = 0.04
+# Weak prior on the log-scale noise: worth NOISE_PRIOR_DAYS days of this much noise.
+PRIOR_LOG_NOISE = 0.1
+NOISE_PRIOR_DAYS = 3
+# The grid the persistence of the wander (phi) and the share of day noise are weighed over;
+# the point "all day noise" is added. Each share is a priori alike, and each phi within it.
+PHI_GRID = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+DAY_NOISE_GRID = (0.0, 0.25, 0.5, 0.75)
+MIN_GRID_WEIGHT = 0.01  # grid points less likely than this are dropped (the rest rescaled)
 # Post-hoc calibration map for crossing probabilities (see the module docstring): the share of
 # paths crossing -> the probability reported, linear in between. 0 and 1 stay exact (nothing or
 # everything simulated crosses, e.g. a level already passed).
@@ -88,7 +105,7 @@ class ModelFit:
     level: float  # deseasonalized daily usage at the last complete day
     daily_growth: float  # fraction per day (0.02 = +2%/day), before damping
     weekday_factors: tuple[float, ...] | None  # Monday..Sunday multipliers; None: no pattern
-    log_noise: float  # robust day-to-day spread on the log scale
+    log_noise: float  # day-to-day spread on the log scale (wander and day noise together)
 
 
 @dataclass(frozen=True)
@@ -214,90 +231,235 @@ def _simulate(
     history: np.ndarray, last_day: date, horizon: int, paths: int, rng: np.random.Generator
 ) -> tuple[ModelFit, np.ndarray]:
     n = history.size
-    positive = history[history > 0]
-    if positive.size == 0:
+    if not np.any(history > 0):
         # Nothing was ever used: nothing in the history says it will start.
         return ModelFit(n, 0.0, 0.0, None, 0.0), np.zeros((paths, horizon))
 
-    recent = history[-SEASON_WINDOW:]
-    # The offset keeps zero days finite on the log scale without letting them dominate.
-    offset = 0.5 * float(np.quantile(positive[-TREND_WINDOW:], 0.1))
-    z_all = np.log(recent + offset)
-    weekdays_all = _weekdays(last_day, recent.size)
-
-    season = np.zeros(7)
-    if n >= MIN_DAYS_FOR_WEEKDAYS:
-        t = np.arange(recent.size, dtype=float)
-        slope, intercept = _theil_sen(t, z_all)
-        resid = z_all - intercept - slope * t
-        for w in range(7):
-            on_day = resid[weekdays_all == w]
-            weeks = on_day.size
-            season[w] = np.median(on_day) * weeks / (weeks + 0.5)  # shrink a thin pattern
-        season -= season.mean()
-
-    m = min(n, TREND_WINDOW)
-    z = z_all[-m:] - season[weekdays_all[-m:]]
+    recent = history[-HISTORY_WINDOW:]
+    m = recent.size
+    # Zero days need an offset to have a logarithm; only they get one (it bends growth).
+    offset = 0.5 * float(recent[recent > 0].min()) if np.any(recent == 0) else 0.0
+    logs = np.log(recent + offset)
+    weekdays = _weekdays(last_day, m)
     t = np.arange(m, dtype=float)
+    season = _weekday_pattern(logs, weekdays) if n >= MIN_DAYS_FOR_WEEKDAYS else None
+    z = logs - (0.0 if season is None else season[weekdays])
     slope, intercept = _theil_sen(t, z) if m >= 3 else (0.0, float(np.median(z)))
     resid = z - intercept - slope * t
-    end_level = intercept + slope * (m - 1)
-
-    # Robust noise, floored, with a prior that fades as history builds up.
     centred = resid - np.median(resid)
-    # MAD alone collapses to zero on small counts (mostly equal days): take the larger of
-    # it and the mean absolute deviation of the central 90%.
-    deviations = np.abs(centred)
-    central = deviations[deviations <= np.quantile(deviations, 0.9)]
-    sigma = max(1.4826 * float(np.median(deviations)), 1.2533 * float(central.mean()))
-    if m > 2:
-        sigma *= np.sqrt(m / (m - 2))  # two parameters were fitted on these residuals
-    prior_weight = max(0.0, 1.0 - n / 21)
-    sigma = max(sigma, MIN_LOG_NOISE, NEW_ACCOUNT_NOISE * prior_weight)
 
-    # Spikes are one-day events: kept apart, replayed at their rate, never persistent.
-    spiky = np.abs(centred) > SPIKE_SIGMAS * sigma if m >= 10 else np.zeros(m, dtype=bool)
-    calm = np.where(spiky, 0.0, np.clip(centred, -3 * sigma, 3 * sigma))
-    # Usage wanders: today's deviation from the line fades over days, not overnight.
-    rho = _persistence(calm)
-    inflate = np.sqrt((1 + rho) / (1 - rho))  # correlated days carry less information
+    # Spikes are one-day events: a day far from its neighbours (not from the line: a wander
+    # that lasts is no spike). Taken out of the fit, replayed at their rate, never persistent.
+    spiky = np.zeros(m, dtype=bool)
+    calm = centred
+    if m >= MIN_SPIKE_DAYS:
+        local = _neighbours(centred)
+        jumps = centred - local
+        spiky = np.abs(jumps) > SPIKE_SIGMAS * max(_robust_sd(jumps), MIN_LOG_NOISE)
+        calm = np.where(spiky, local, centred)
+    clean = z - centred + calm  # the days with spikes replaced by their neighbours
 
-    sxx = float(np.sum((t - t.mean()) ** 2)) or 1.0
-    se_level = SPREAD * inflate * sigma * np.sqrt(1 / m + (m - 1 - t.mean()) ** 2 / sxx)
-    se_slope = SPREAD * inflate * sigma / np.sqrt(sxx)
-    slope_fitted = slope
-    shrink = GROWTH_PRIOR**2 / (GROWTH_PRIOR**2 + se_slope**2)
-    slope, se_slope = slope * shrink, se_slope * np.sqrt(shrink)
-    dof = max(m - 2, 2)
-    levels = end_level + se_level * rng.standard_t(dof, size=(paths, 1))
-    slopes = slope + se_slope * rng.standard_normal(size=(paths, 1))
+    fit, latent, white_sd, latent_var = _latent_paths(
+        clean, horizon, paths, rng, _robust_sd(centred)
+    )
+
+    # Day noise, resampled from the history's own deviations (keeping their skew), scaled to
+    # each path's share of day noise.
+    deviations = calm - calm.mean()
+    spread = float(deviations.std())
+    if spread > 0 and m >= 8:
+        shape = deviations / spread
+    else:
+        shape = np.sqrt(3 / 5) * rng.standard_t(5, size=64)
+    day_noise = shape[rng.integers(0, shape.size, size=(paths, horizon), dtype=np.int32)]
+    noise = latent + white_sd[:, None] * day_noise
+    # Back from logs: on every path the days should average what the history's days did
+    # around the line (Duan's smearing), whatever the path's noise scale; symmetric log noise,
+    # or a skewed one scaled up, would otherwise inflate the mean.
+    target = float(np.log(np.mean(np.exp(spread * shape)))) if spread > 0 else 0.0
+    scales = np.linspace(0.0, float(white_sd.max()), 33)
+    generating = np.log(np.mean(np.exp(np.outer(scales, shape)), axis=1))
+    noise += (target - np.interp(white_sd, scales, generating) - latent_var / 2)[:, None]
+
+    if spiky.any():
+        # Shrunk toward "no spikes": a lone incident in two months may not recur.
+        rate = spiky.sum() / (m + SPIKE_PRIOR_DAYS)
+        hits = rng.integers(0, paths * horizon, size=rng.binomial(paths * horizon, rate))
+        noise.flat[hits] += rng.choice(jumps[spiky], size=hits.size)
 
     steps = np.arange(1, horizon + 1)
-    damped = np.cumsum(DAMPING**steps)  # sum of phi^j: the trend fades instead of running on
-    future_weekdays = (last_day.weekday() + steps) % 7
-    noise = _wander(calm, rho, sigma, horizon, paths, rng)
-    # Spike rate and sizes from the longer window (the line carried back): spikes are rare.
-    if m >= 10:
-        back = np.arange(m - recent.size, m, dtype=float)
-        long = z_all - season[weekdays_all] - intercept - slope_fitted * back - np.median(resid)
-        spikes = long[np.abs(long) > SPIKE_SIGMAS * sigma]
-        if spikes.size:
-            # Shrunk toward "no spikes": a lone incident in two months may not recur.
-            rate = spikes.size / (recent.size + SPIKE_PRIOR_DAYS)
-            hits = rng.random((paths, horizon)) < rate
-            noise += np.where(hits, rng.choice(spikes, size=(paths, horizon)), 0.0)
-    log_rate = levels + slopes * damped + season[future_weekdays] + noise
-    daily = np.maximum(np.exp(log_rate) - offset, 0.0)
+    if season is not None:
+        noise += season[(last_day.weekday() + steps) % 7]
+    daily = np.exp(noise) - offset
+    if offset > 0:
+        # Usage is never negative, but cutting the paths off at zero would add usage: scale
+        # what is left so that each day keeps the mean the model gives it.
+        expected = np.maximum(daily.mean(axis=0), 0.0)
+        daily = np.maximum(daily, 0.0)
+        kept = daily.mean(axis=0)
+        daily *= np.divide(expected, kept, out=np.zeros_like(kept), where=kept > 0)
 
-    factors = tuple(float(f) for f in np.exp(season)) if n >= MIN_DAYS_FOR_WEEKDAYS else None
+    level, growth, log_noise = fit
     fit = ModelFit(
         history_days=n,
-        level=max(float(np.exp(end_level) - offset), 0.0),
-        daily_growth=float(np.expm1(slope)),
-        weekday_factors=factors,
-        log_noise=sigma,
+        level=max(float(np.exp(level) - offset), 0.0),
+        daily_growth=float(np.expm1(growth)),
+        weekday_factors=None if season is None else tuple(float(f) for f in np.exp(season)),
+        log_noise=log_noise,
     )
     return fit, daily
+
+
+def _weekday_pattern(z: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
+    """Log effect of each weekday (Monday = 0), centred: the median residual per weekday
+    against a robust line, believed as far as it stands out from the noise (empirical
+    Bayes): on a meter of a few units a day, the weekday medians are mostly noise."""
+    t = np.arange(z.size, dtype=float)
+    slope, intercept = _theil_sen(t, z)
+    resid = z - intercept - slope * t
+    raw = np.array([np.median(resid[weekdays == w]) for w in range(7)])
+    weeks = np.bincount(weekdays, minlength=7)
+    noise = (np.pi / 2) * _robust_sd(resid - raw[weekdays]) ** 2 / weeks  # of a median
+    between = max(float(np.var(raw)) - float(noise.mean()), 0.0)
+    season = raw * between / (between + noise) if between > 0 else np.zeros(7)
+    return season - season.mean()
+
+
+def _latent_paths(
+    clean: np.ndarray,
+    horizon: int,
+    paths: int,
+    rng: np.random.Generator,
+    sigma: float,
+) -> tuple[tuple[float, float, float], np.ndarray, np.ndarray, np.ndarray]:
+    """Level, trend and wander of the forecast days on the log scale, path by path.
+
+    Returns the fit (level at the last day, slope, noise scale: over the grid), the latent log
+    rates (paths, horizon), and per path the scale of its day noise and the variance of its
+    persistent wander (for the smearing)."""
+    m = clean.size
+    phis, whites = _grid()
+    kr = _kriging(m, -(-horizon // 32) * 32)
+    kinv, x = kr["kinv"], kr["x"]
+    dof = max(m - 1, 1)
+    prior_q = NOISE_PRIOR_DAYS * PRIOR_LOG_NOISE**2
+    noise_dof = dof + NOISE_PRIOR_DAYS
+    xz = (x.T @ kinv) @ clean  # (grid, 2)
+    zkz = (kinv @ clean) @ clean
+    # The growth prior is in log units per day; in the grid's units (noise variance 1) its
+    # weight depends on the noise scale: once with a first guess, once with the estimate.
+    s2 = np.full(phis.size, max(sigma, PRIOR_LOG_NOISE) ** 2)
+    for _ in range(2):
+        a = kr["xkx"] + (s2 / GROWTH_PRIOR**2)[:, None, None] * np.diag([0.0, 1.0])
+        a_inv = _inverse_2x2(a)
+        beta = (a_inv @ xz[:, :, None])[:, :, 0]
+        q = np.maximum(zkz - np.sum(beta * xz, axis=1), 1e-12 * (1.0 + clean @ clean))
+        s2 = np.maximum((q + prior_q) / noise_dof, MIN_LOG_NOISE**2)
+    # Marginal likelihood of each grid point (level and slope integrated out, the noise
+    # scale under its conjugate prior), times the grid's prior.
+    log_det_a = np.log(a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0])
+    log_like = (
+        -0.5 * kr["logdet"]
+        - 0.5 * log_det_a
+        - 0.5 * noise_dof * np.log(q + prior_q)
+        + 0.5 * np.log(s2 / GROWTH_PRIOR**2)
+        + np.log(kr["prior"])
+    )
+    weight = np.exp(log_like - log_like.max())
+    weight /= weight.sum()
+    weight = np.where(weight >= MIN_GRID_WEIGHT, weight, 0.0)
+    weight /= weight.sum()
+    counts = rng.multinomial(paths, weight)
+    sel = np.flatnonzero(counts)
+
+    # Given each grid point: the forecast days' conditional mean and covariance (kriging
+    # with a linear trend whose coefficients are uncertain).
+    resid = clean - beta[sel] @ x.T
+    mean = beta[sel] @ kr["xf"][:horizon].T + (kr["kct"][sel, :horizon] @ resid[:, :, None])[..., 0]
+    u = kr["u"][sel, :horizon]
+    cov = kr["base"][sel, :horizon, :horizon] + u @ a_inv[sel] @ np.swapaxes(u, 1, 2)
+    cov *= s2[sel, None, None]
+    jitter = 1e-9 + 1e-7 * np.trace(cov, axis1=1, axis2=2) / horizon
+    root = np.linalg.cholesky(cov + jitter[:, None, None] * np.eye(horizon))
+
+    which = np.repeat(np.arange(sel.size), counts[sel])
+    scale = np.sqrt(noise_dof / rng.chisquare(noise_dof, size=paths))  # Student-t scale
+    latent = rng.standard_normal((paths, horizon))
+    starts = np.concatenate([[0], np.cumsum(counts[sel])])
+    for i in range(sel.size):
+        # In blocks small enough that BLAS keeps to one thread (it would spin up others).
+        for row in range(starts[i], starts[i + 1], 256):
+            block = slice(row, min(row + 256, starts[i + 1]))
+            latent[block] = latent[block] @ root[i].T * scale[block, None] + mean[i]
+    white_sd = np.sqrt(whites[sel] * s2[sel])[which] * scale
+    latent_var = ((1 - whites[sel]) * s2[sel])[which] * scale**2
+
+    # The level at the last day: the line there plus today's wander (one day's trend back
+    # from the first forecast day).
+    level = counts[sel] @ (mean[:, 0] - DAMPING * beta[sel, 1]) / paths
+    fit = (float(level), float(weight @ beta[:, 1]), float(np.sqrt(weight @ s2)))
+    return fit, latent, white_sd, latent_var
+
+
+@lru_cache(maxsize=1)
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    """(phi, share of day noise) of each grid point; the last is "all day noise"."""
+    phis = [p for _ in DAY_NOISE_GRID for p in PHI_GRID] + [0.0]
+    whites = [w for w in DAY_NOISE_GRID for _ in PHI_GRID] + [1.0]
+    return np.array(phis), np.array(whites)
+
+
+@lru_cache(maxsize=32)
+def _kriging(m: int, reach: int) -> dict[str, np.ndarray]:
+    """What does not depend on the data, for every grid point, with ``m`` history days and
+    ``reach`` forecast days (a forecast of fewer days takes the leading block). Cached: the
+    same few (m, reach) pairs recur. In units of the noise variance."""
+    phis, whites = _grid()
+    phi = phis[:, None, None]
+    persistent = (1 - whites)[:, None, None]
+    t = np.arange(m, dtype=float)
+    steps = np.arange(1, reach + 1)
+    k = persistent * phi ** np.abs(np.subtract.outer(t, t)) + whites[:, None, None] * np.eye(m)
+    kinv = np.linalg.inv(k)
+    x = np.column_stack([np.ones(m), t])
+    xf = np.column_stack([np.ones(reach), (m - 1) + np.cumsum(DAMPING**steps)])  # damped
+    c = persistent * phi ** ((m - 1) + steps[None, :] - t[:, None])  # history vs forecast
+    kct = np.ascontiguousarray(np.swapaxes(kinv @ c, 1, 2))
+    prior = np.where(whites == 1, 1.0, 1.0 / len(PHI_GRID)) / (len(DAY_NOISE_GRID) + 1)
+    return {
+        "kinv": kinv,
+        "logdet": np.linalg.slogdet(k)[1],
+        "prior": prior,
+        "x": x,
+        "xkx": (x.T @ kinv) @ x,
+        "xf": xf,
+        "kct": kct,  # (grid, reach, m): how history deviations carry into the forecast
+        "u": xf - kct @ x,  # (grid, reach, 2): what the trend adds beyond them
+        "base": persistent * phi ** np.abs(np.subtract.outer(steps, steps)) - kct @ c,
+    }
+
+
+def _neighbours(x: np.ndarray) -> np.ndarray:
+    """Each day's median of the two days either side of it (mirrored at the ends)."""
+    padded = np.pad(x, 2, mode="reflect")
+    around = np.sort(np.stack([padded[i : i + x.size] for i in (0, 1, 3, 4)]), axis=0)
+    return (around[1] + around[2]) / 2
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    """MAD-based, but never below the mean absolute deviation of the central 90% (MAD alone
+    collapses to zero on small counts, where most days are equal)."""
+    deviations = np.abs(x - np.median(x))
+    central = deviations[deviations <= np.quantile(deviations, 0.9)]
+    return max(1.4826 * float(np.median(deviations)), 1.2533 * float(central.mean()))
+
+
+def _inverse_2x2(a: np.ndarray) -> np.ndarray:
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    inv = np.empty_like(a)
+    inv[:, 0, 0], inv[:, 1, 1] = a[:, 1, 1] / det, a[:, 0, 0] / det
+    inv[:, 0, 1], inv[:, 1, 0] = -a[:, 0, 1] / det, -a[:, 1, 0] / det
+    return inv
 
 
 def _theil_sen(t: np.ndarray, z: np.ndarray) -> tuple[float, float]:
@@ -305,43 +467,6 @@ def _theil_sen(t: np.ndarray, z: np.ndarray) -> tuple[float, float]:
     i, j = np.triu_indices(t.size, k=1)
     slope = float(np.median((z[j] - z[i]) / (t[j] - t[i])))
     return slope, float(np.median(z - slope * t))
-
-
-def _persistence(calm: np.ndarray) -> float:
-    """Lag-1 autocorrelation of the residuals, bias-corrected and pulled toward a prior
-    while the history is short (a handful of days says little about it)."""
-    m = calm.size
-    estimate, weight = 0.0, 0.0
-    denominator = float(np.sum(calm**2))
-    if m >= 5 and denominator > 0:
-        raw = float(np.sum(calm[1:] * calm[:-1]) / denominator)
-        estimate = raw + (1 + 3 * raw) / m  # Kendall's small-sample bias correction
-        weight = m / (m + PERSISTENCE_PRIOR_DAYS)
-    rho = weight * estimate + (1 - weight) * PERSISTENCE_PRIOR
-    return min(max(rho, 0.0), 0.95)
-
-
-def _wander(
-    calm: np.ndarray, rho: float, sigma: float, horizon: int, paths: int, rng: np.random.Generator
-) -> np.ndarray:
-    """AR(1) log-deviations from the line, starting at today's. The shocks are the history's
-    own (resampled), which keeps their skew: on small counts a zero day is a big dip."""
-    scale = sigma * np.sqrt(1 - rho**2)
-    if calm.size >= 8:
-        innovations = calm[1:] - rho * calm[:-1]
-        spread = float(innovations.std())
-        if spread > 0:
-            innovations = innovations * max(1.0, scale / spread)
-        shocks = rng.choice(innovations, size=(paths, horizon))
-    else:
-        shocks = scale * np.sqrt(3 / 5) * rng.standard_t(5, size=(paths, horizon))
-    state = calm[-1]
-    out = np.empty((paths, horizon))
-    current = np.full(paths, state)
-    for day in range(horizon):
-        current = rho * current + shocks[:, day]
-        out[:, day] = current
-    return out
 
 
 # --- input -----------------------------------------------------------------------------
