@@ -149,6 +149,65 @@ def test_growth_and_decline_are_followed():
     assert declining.period_end_quantiles().p50 < 30 * Decimal(declining.fit.level)
 
 
+def test_growth_is_followed_at_its_rate():
+    # No zero days, so no offset: log(y + c) would grow slower than log y and pull the
+    # estimate toward flat (it used to read 3%/day as ~2.3%).
+    rng = np.random.default_rng(2)
+    days = np.arange(56)
+    noise = rng.lognormal(0, 0.05, size=(2, 56))
+    growing = forecast(list(1000 * np.exp(0.03 * days) * noise[0]))
+    declining = forecast(list(1000 * np.exp(-0.03 * days) * noise[1]))
+    assert 0.027 < growing.fit.daily_growth < 0.033
+    assert -0.033 < declining.fit.daily_growth < -0.027
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0, 3.0])
+def test_a_meter_of_a_few_units_a_day_is_not_over_forecast(rate):
+    # Zero days are big dips on the log scale; smearing and the cut at zero must not turn
+    # them into extra usage (the paths used to average twice the rate).
+    means, medians = [], []
+    for seed in range(12):
+        history = list(np.random.default_rng(100 + seed).poisson(rate, 56).astype(float))
+        f = forecast(history, seed=seed)
+        means.append(f.cumulative[:, -1].mean() / (30 * rate))
+        medians.append(float(f.period_end_quantiles().p50) / (30 * rate))
+    assert 0.8 < np.mean(medians) < 1.2
+    assert np.mean(means) < 1.3
+
+
+def test_a_busy_week_carries_on_a_one_day_spike_does_not():
+    rng = np.random.default_rng(5)
+    calm = list(rng.lognormal(np.log(1000), 0.05, 56))
+    busy = calm[:-7] + [2 * v for v in calm[-7:]]  # the last week at twice the pace
+    spike = [*calm[:-1], 10 * calm[-1]]  # yesterday a runaway job
+    assert forecast(busy).band()[0].p50 > 1600  # the wander persists into tomorrow
+    assert 900 < forecast(spike).band()[0].p50 < 1100  # the spike does not
+
+
+def test_persistent_wander_widens_the_band_more_than_day_noise_of_the_same_spread():
+    # Correlated days carry less information and do not average out over the period.
+    rng = np.random.default_rng(0)
+    wander = np.zeros(56)
+    for day in range(1, 56):
+        wander[day] = 0.9 * wander[day - 1] + rng.normal(0, 0.2 * np.sqrt(1 - 0.81))
+    day_noise = rng.normal(0, 0.2, 56)
+    spreads = []
+    for deviations in (wander, day_noise):
+        deviations = (deviations - deviations.mean()) * 0.2 / deviations.std()
+        q = forecast(list(1000 * np.exp(deviations))).period_end_quantiles()
+        spreads.append(q.p90 / q.p10)
+    assert spreads[0] > Decimal("1.15") * spreads[1]
+
+
+def test_new_account_band_is_wide_but_not_absurd():
+    # Five days say little, but not that usage may be anything from a tenth to ten times
+    # the pace (the band used to span a factor of ~28 here).
+    history = list(np.random.default_rng(3).lognormal(np.log(1000), 0.05, 5))
+    q = forecast(history).period_end_quantiles()
+    assert Decimal("1.5") < q.p90 / q.p10 < Decimal(4)
+    assert Decimal(20_000) < q.p50 < Decimal(45_000)
+
+
 def test_zeros_and_all_zero_history():
     sparse = [0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 1.0] * 5
     f = forecast(sparse)
