@@ -71,7 +71,7 @@ MIN_GRID_WEIGHT = 0.01  # grid points less likely than this are dropped (the res
 # everything simulated crosses, e.g. a level already passed).
 CALIBRATION_RAW = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
 CALIBRATION_OBSERVED = (
-    0.0, 0.082, 0.137, 0.19, 0.263, 0.33, 0.419, 0.513, 0.65, 0.729, 0.779, 0.852, 0.88, 0.918, 1.0
+    0.0, 0.079, 0.139, 0.207, 0.31, 0.402, 0.467, 0.547, 0.611, 0.679, 0.763, 0.85, 0.89, 0.939, 1.0
 )  # fmt: skip
 
 Number = Decimal | float | int
@@ -339,7 +339,7 @@ def _latent_paths(
     persistent wander (for the smearing)."""
     m = clean.size
     phis, whites = _grid()
-    kr = _kriging(m, -(-horizon // 32) * 32)
+    kr = _correlations(m)
     kinv, x = kr["kinv"], kr["x"]
     dof = max(m - 1, 1)
     prior_q = NOISE_PRIOR_DAYS * PRIOR_LOG_NOISE**2
@@ -373,11 +373,19 @@ def _latent_paths(
     sel = np.flatnonzero(counts)
 
     # Given each grid point: the forecast days' conditional mean and covariance (kriging
-    # with a linear trend whose coefficients are uncertain).
+    # with a linear, damped trend whose coefficients are uncertain).
+    t = np.arange(m, dtype=float)
+    steps = np.arange(1, horizon + 1)
+    phi = phis[sel, None, None]
+    persistent = (1 - whites[sel])[:, None, None]
+    c = persistent * phi ** ((m - 1) + steps[None, :] - t[:, None])  # history vs forecast
+    kct = np.swapaxes(kinv[sel] @ c, 1, 2)  # how history deviations carry into the forecast
+    xf = np.column_stack([np.ones(horizon), (m - 1) + np.cumsum(DAMPING**steps)])
     resid = clean - beta[sel] @ x.T
-    mean = beta[sel] @ kr["xf"][:horizon].T + (kr["kct"][sel, :horizon] @ resid[:, :, None])[..., 0]
-    u = kr["u"][sel, :horizon]
-    cov = kr["base"][sel, :horizon, :horizon] + u @ a_inv[sel] @ np.swapaxes(u, 1, 2)
+    mean = beta[sel] @ xf.T + (kct @ resid[:, :, None])[..., 0]
+    u = xf - kct @ x  # what the trend adds beyond the history's deviations
+    cov = persistent * phi ** np.abs(np.subtract.outer(steps, steps)) - kct @ c
+    cov += u @ a_inv[sel] @ np.swapaxes(u, 1, 2)
     cov *= s2[sel, None, None]
     jitter = 1e-9 + 1e-7 * np.trace(cov, axis1=1, axis2=2) / horizon
     root = np.linalg.cholesky(cov + jitter[:, None, None] * np.eye(horizon))
@@ -409,33 +417,22 @@ def _grid() -> tuple[np.ndarray, np.ndarray]:
     return np.array(phis), np.array(whites)
 
 
-@lru_cache(maxsize=32)
-def _kriging(m: int, reach: int) -> dict[str, np.ndarray]:
-    """What does not depend on the data, for every grid point, with ``m`` history days and
-    ``reach`` forecast days (a forecast of fewer days takes the leading block). Cached: the
-    same few (m, reach) pairs recur. In units of the noise variance."""
+@lru_cache(maxsize=64)
+def _correlations(m: int) -> dict[str, np.ndarray]:
+    """The history's side of every grid point with ``m`` days, in units of the noise variance:
+    it does not depend on the data, so it is cached (about 12 MB for every m up to 56)."""
     phis, whites = _grid()
-    phi = phis[:, None, None]
-    persistent = (1 - whites)[:, None, None]
     t = np.arange(m, dtype=float)
-    steps = np.arange(1, reach + 1)
-    k = persistent * phi ** np.abs(np.subtract.outer(t, t)) + whites[:, None, None] * np.eye(m)
+    k = (1 - whites)[:, None, None] * phis[:, None, None] ** np.abs(np.subtract.outer(t, t))
+    k += whites[:, None, None] * np.eye(m)
     kinv = np.linalg.inv(k)
     x = np.column_stack([np.ones(m), t])
-    xf = np.column_stack([np.ones(reach), (m - 1) + np.cumsum(DAMPING**steps)])  # damped
-    c = persistent * phi ** ((m - 1) + steps[None, :] - t[:, None])  # history vs forecast
-    kct = np.ascontiguousarray(np.swapaxes(kinv @ c, 1, 2))
-    prior = np.where(whites == 1, 1.0, 1.0 / len(PHI_GRID)) / (len(DAY_NOISE_GRID) + 1)
     return {
         "kinv": kinv,
         "logdet": np.linalg.slogdet(k)[1],
-        "prior": prior,
         "x": x,
         "xkx": (x.T @ kinv) @ x,
-        "xf": xf,
-        "kct": kct,  # (grid, reach, m): how history deviations carry into the forecast
-        "u": xf - kct @ x,  # (grid, reach, 2): what the trend adds beyond them
-        "base": persistent * phi ** np.abs(np.subtract.outer(steps, steps)) - kct @ c,
+        "prior": np.where(whites == 1, 1.0, 1.0 / len(PHI_GRID)) / (len(DAY_NOISE_GRID) + 1),
     }
 
 

@@ -21,15 +21,20 @@ with counts), the Brier score, and the same for two baselines:
 
 Also times forecasting 150 meters (60 days of history, a 30-day horizon): the demo.
 
-The model's constants (alerts/forecast.py) were tuned on --seed 7; the reported run uses
-the default --seed 1, which was not looked at while tuning. The crossing probabilities go
-through a post-hoc calibration map (forecast.CALIBRATION_RAW -> CALIBRATION_OBSERVED), fitted
-by --fit-calibration on seeds 3, 5, 7, 9, 11 and 13 (never 1) and pasted in as constants; the
+The model (alerts/forecast.py) was developed looking only at the calibration seeds (3, 5, 7
+and 9, per family and against synthetic series); the reported run uses the default --seed 1,
+and seeds 2 and 4 are further unseen checks: none of them was looked at while developing.
+The crossing probabilities go through a post-hoc calibration map (forecast.CALIBRATION_RAW ->
+CALIBRATION_OBSERVED), fitted by --fit-calibration on seeds 3, 5, 7, 9, 11 and 13 (never 1,
+2 or 4; the stored map with --cases 10000, so 60,000 cases) and pasted in as constants; the
 run prints the worst bin of the raw share of paths too, so the map's effect is visible.
+
+Even a perfectly calibrated forecast shows bin errors from the finite sample: with 5,000
+cases, about 400-900 per bin, the largest of ten bin errors is ~3.5 pp in a typical run.
 
     .venv/bin/python bench/forecast_calibration.py            # 5,000 cases
     .venv/bin/python bench/forecast_calibration.py --quick    # 1,000 cases
-    .venv/bin/python bench/forecast_calibration.py --fit-calibration   # refit the map
+    .venv/bin/python bench/forecast_calibration.py --fit-calibration --cases 10000  # refit
 
 No database: the forecast is pure numpy.
 """
