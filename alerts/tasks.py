@@ -27,9 +27,10 @@ def deliveries_sweep() -> int:
 
 @shared_task(acks_late=True)
 def thresholds_evaluate(pairs: list[list[int]]) -> int:
-    """Fire the thresholds an ingest reached, for its (customer id, meter id) pairs; safe
-    twice (each level fires once per rule and period)."""
-    return len(evaluation.thresholds_evaluate({(c, m) for c, m in pairs}))
+    """Fire the thresholds an ingest reached, for its (customer id, meter id) pairs, and
+    send their deliveries; safe twice (each level fires once per rule and period, and a
+    delivery is claimed before it is sent)."""
+    return len(evaluation.thresholds_evaluate({(c, m) for c, m in pairs}, send=True))
 
 
 @shared_task(acks_late=True)

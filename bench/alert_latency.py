@@ -119,6 +119,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--crossings", type=int, default=1000)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="crossings per second sent (0: as fast as the clients go); each is an ingest "
+        "request, and on 2 cores ingest at full speed starves the worker",
+    )
     parser.add_argument("--clients", type=int, default=2, help="concurrent ingest clients")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=4)
@@ -128,7 +135,8 @@ def main() -> None:
     broker = broker_url()
     print(
         f"scratch database: {url.rsplit('/', 1)[1]}; broker {broker}; {args.crossings:,} "
-        f"crossings, {args.clients} ingest clients, {args.web_workers} gunicorn workers, "
+        f"crossings at {args.rate or 'full'}/s, {args.clients} ingest clients, "
+        f"{args.web_workers} gunicorn workers, "
         f"worker concurrency {args.worker_concurrency}"
     )
     fresh_database(url)
@@ -178,12 +186,17 @@ def main() -> None:
     try:
         queue = ["warm-up"]
 
+        schedule: dict[str, float] = {}
+
         def client():
             while True:
                 with lock:
                     if not queue:
                         return
                     name = queue.pop(0)
+                due = schedule.get(name)
+                if due is not None:
+                    time.sleep(max(0.0, due - time.perf_counter()))
                 body = json.dumps(
                     [
                         {
@@ -222,6 +235,8 @@ def main() -> None:
         ingest_latencies.clear()
         queue.extend(names)
         started = time.perf_counter()
+        if args.rate:
+            schedule.update({name: started + i / args.rate for i, name in enumerate(names)})
         threads = [threading.Thread(target=client) for _ in range(args.clients)]
         for t in threads:
             t.start()
@@ -273,6 +288,7 @@ def main() -> None:
     print(f"ratio pipeline p50 / direct POST p50: {p50 / base50:,.1f}")
     print(
         f"RESULT delivered={received} p50_ms={p50:.0f} p99_ms={p99:.0f} "
+        f"rate_per_s={args.rate or received / sending:.0f} "
         f"baseline_p50_ms={base50:.1f} ingest_p50_ms={i50:.0f}"
     )
 

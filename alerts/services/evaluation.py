@@ -32,7 +32,7 @@ from metering.ingest import FUTURE_TOLERANCE
 from metering.models import Meter
 
 from .. import messages
-from ..models import Alert, AlertRule
+from ..models import Alert, AlertRule, Delivery
 from ..selectors.forecasts import meter_forecast
 from . import outbox, signals
 from .caps import cap_units
@@ -217,6 +217,7 @@ def _fire(
     evidence: dict,
     now: datetime,
     deliver: bool = True,
+    wake: bool = True,
 ) -> Alert | None:
     """Insert the alert unless this (rule, period, level) fired already, and queue its
     deliveries in the same transaction. ``None`` when it had fired (the unique constraint
@@ -242,7 +243,7 @@ def _fire(
         except IntegrityError:
             return None
         if deliver:
-            outbox.deliveries_queue(alert, event=outbox.TRIGGERED, now=now)
+            outbox.deliveries_queue(alert, event=outbox.TRIGGERED, now=now, wake=wake)
         signals.expansion_signal_for(alert, rule=rule, now=now)
     return alert
 
@@ -281,11 +282,16 @@ def _threshold_rules(pairs: set[tuple[int, int]] | None):
 
 
 def thresholds_evaluate(
-    pairs: set[tuple[int, int]] | None = None, *, now: datetime | None = None
+    pairs: set[tuple[int, int]] | None = None,
+    *,
+    now: datetime | None = None,
+    send: bool = False,
 ) -> list[Alert]:
     """Fire every threshold level the customers' usage has reached this period and that
     has not fired yet; for ``pairs`` (customer id, meter id) only, or every rule. When one
-    batch reaches several levels at once, each is recorded but only the highest is sent."""
+    batch reaches several levels at once, each is recorded but only the highest is sent.
+    With ``send`` (a worker), the new alerts' deliveries are sent here, after their commit,
+    instead of being handed to other workers: one hop less from usage to the receiver."""
     now = now or timezone.now()
     rules = _threshold_rules(pairs)
     if not rules:
@@ -318,9 +324,14 @@ def thresholds_evaluate(
                 evidence=messages.threshold_evidence(rule, level, position, period, subjects),
                 now=now,
                 deliver=highest,
+                wake=not send,
             )
             if alert is not None:
                 fired.append(alert)
+    if send and fired:
+        pending = Delivery.objects.filter(alert__in=fired, status=Delivery.Status.PENDING)
+        for delivery_id in pending.values_list("pk", flat=True):
+            outbox.delivery_send(delivery_id)
     return fired
 
 

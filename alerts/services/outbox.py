@@ -62,10 +62,13 @@ def _contact_channels(contact: Contact) -> list[tuple[str, str]]:
     return preferred or have
 
 
-def deliveries_queue(alert: Alert, *, event: str, now: datetime) -> list[Delivery]:
-    """Write the alert's deliveries for ``event`` (inside the caller's transaction) and
-    send each a wake-up once it commits. Idempotent: one delivery per (alert, event,
-    channel, address), so contacts sharing an address hear once."""
+def deliveries_queue(
+    alert: Alert, *, event: str, now: datetime, wake: bool = True
+) -> list[Delivery]:
+    """Write the alert's deliveries for ``event`` (inside the caller's transaction: it
+    has just created the alert, or resolved it, once) and, with ``wake``, send each a
+    wake-up once it commits; a worker that fired the alert sends them itself instead.
+    One delivery per (channel, address): contacts sharing an address hear once."""
     audience = set(alert.audience)
     deliveries: dict[tuple[str, str], Delivery] = {}
 
@@ -107,10 +110,11 @@ def deliveries_queue(alert: Alert, *, event: str, now: datetime) -> list[Deliver
         if wanted:
             persona = Persona.DEVELOPER if Persona.DEVELOPER in wanted else sorted(wanted)[0]
             add(Channel.WEBHOOK, endpoint.url, persona, endpoint=endpoint)
-    Delivery.objects.bulk_create(deliveries.values(), ignore_conflicts=True)
-    queued = list(Delivery.objects.filter(alert=alert, event=event, status=Delivery.Status.PENDING))
-    ids = [d.pk for d in queued]
-    transaction.on_commit(lambda: _wake(ids))
+    created = Delivery.objects.bulk_create(deliveries.values())
+    queued = [d for d in created if d.status == Delivery.Status.PENDING]
+    if wake:
+        ids = [d.pk for d in queued]
+        transaction.on_commit(lambda: _wake(ids))
     return queued
 
 

@@ -345,3 +345,30 @@ def test_an_endpoint_naming_personas_gets_only_their_alerts(
         "finance",
         "delivered",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_that_fires_an_alert_sends_it_without_another_hop(
+    customer_a, calls, receivers, broker_down, caplog
+):
+    from alerts.tasks import thresholds_evaluate
+
+    endpoint_create(actor=None, customer=customer_a, url=receivers["endpoint"].url())
+    rule = AlertRule.objects.create(customer=customer_a, kind="threshold", meter=calls, levels=[5])
+    now = timezone.now()
+    batch = [event(customer_a, f"e-{i}", ts=now.isoformat()[:19] + "Z") for i in range(5)]
+    hooks_pairs = [[customer_a.pk, calls.pk]]
+    from metering import hooks
+
+    hooks.unregister(evaluation.on_usage_recorded)
+    try:
+        assert events_ingest(events=batch, now=now).accepted == 5
+    finally:
+        hooks.register_usage_recorded(evaluation.on_usage_recorded)
+
+    with caplog.at_level(logging.WARNING):
+        assert thresholds_evaluate(hooks_pairs) == 1  # the task's body, as a worker runs it
+    (delivery,) = Alert.objects.get(rule=rule).deliveries.all()
+    assert delivery.status == "delivered"
+    assert len(receivers["endpoint"].requests) == 1
+    assert "sweep will send" not in caplog.text  # no wake-up was even tried
