@@ -30,7 +30,8 @@ CALIBRATION_OBSERVED), fitted by --fit-calibration on seeds 3, 5, 7, 9, 11 and 1
 run prints the worst bin of the raw share of paths too, so the map's effect is visible.
 
 Even a perfectly calibrated forecast shows bin errors from the finite sample: with 5,000
-cases, about 400-900 per bin, the largest of ten bin errors is ~3.5 pp in a typical run.
+cases, 300-1,000 per bin, the largest of the ten bin errors is about 4 pp in a typical run,
+and over 5 pp in about one run in five (outcomes drawn from the predictions themselves).
 
     .venv/bin/python bench/forecast_calibration.py            # 5,000 cases
     .venv/bin/python bench/forecast_calibration.py --quick    # 1,000 cases
