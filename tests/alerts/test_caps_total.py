@@ -13,6 +13,7 @@ from invoicing.rating import usage_amount
 from invoicing.selectors import meter_price
 from metering.ingest import events_ingest
 from metering.selectors import usage_total
+from tests.accounts.api.support import api, assert_error
 from tests.accounts.factories import CustomerFactory
 from tests.concurrency import in_threads
 from tests.invoicing.factories import flat, per_unit, plan_version, subscribe
@@ -278,3 +279,39 @@ def test_a_total_cap_is_one_per_customer_changed_and_removed(subscribed, calls):
     services.cap_remove(actor=None, cap=cap)
     assert not Cap.objects.exists() and not CapWindow.objects.exists()
     assert services.authorize(customer=subscribed, meter=calls, quantity="1000", now=NOW).allowed
+
+
+CAPS = "/api/v1/caps"
+
+
+def test_the_api_sets_and_lists_a_total_cap_with_a_null_meter(subscribed, calls, customer_a_token):
+    client = api(customer_a_token)
+    created = client.post(CAPS, {"meter": None, "limit": "250"}, format="json")
+
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert (body["meter"], body["measure"], body["limit"]) == (None, "money", "250")
+    assert client.get(CAPS).json()["results"] == [body]
+    # Left out, the meter is the total too (the same cap, changed); a PATCH keeps it money.
+    again = client.post(CAPS, {"limit": "300"}, format="json")
+    assert (again.status_code, again.json()["id"]) == (201, body["id"])
+    changed = client.patch(f"{CAPS}/{body['id']}", {"on_exceed": "flag"}, format="json")
+    assert changed.json()["measure"] == "money" and changed.json()["on_exceed"] == "flag"
+    assert_error(
+        client.post(CAPS, {"limit": "5", "measure": "units"}, format="json"),
+        400,
+        "total_cap_is_money",
+        field="measure",
+    )
+
+
+def test_the_authorize_api_answers_the_spend_left(subscribed, operator_token):
+    services.cap_set(actor=None, customer=subscribed, meter=None, limit="1", measure="money")
+    response = api(operator_token).post(
+        "/api/v1/authorize",
+        {"customer": "alpha", "meter": "api_call", "quantity": "30"},
+        format="json",
+    )
+    body = response.json()
+    assert (body["allowed"], body["remaining"], body["spend_remaining"]) == (True, None, "0.7")
+    assert body["spend_reservation"]["quantity"] == "0.3"
