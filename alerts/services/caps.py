@@ -95,6 +95,16 @@ def _spend_so_far(customer: Customer, terms: SpendTerms, start: datetime, end: d
     )
 
 
+def spend_so_far(customer: Customer, *, now: datetime) -> Decimal | None:
+    """The usage charges of the customer's billing period at ``now`` (what a total spend
+    cap counts), or ``None`` when its plan prices no usage."""
+    terms = spend_terms(customer)
+    if terms is None:
+        return None
+    period = metering.current_period(customer, now)
+    return _spend_so_far(customer, terms, period.start, period.end)
+
+
 def cap_units(cap: Cap) -> Decimal:
     """The cap as units of its meter: a money cap buys as many units as the customer's
     current price gives for its amount (unbounded when the price never reaches it, or the

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from accounts.errors import InvalidInput
 from alerts import services
@@ -15,6 +16,7 @@ from metering.ingest import events_ingest
 from metering.selectors import usage_total
 from tests.accounts.api.support import api, assert_error
 from tests.accounts.factories import CustomerFactory
+from tests.accounts.portal.helpers import HTMX, signed_in
 from tests.concurrency import in_threads
 from tests.invoicing.factories import flat, per_unit, plan_version, subscribe
 from tests.metering.factories import MeterFactory, api_calls_meter, data_meter, event
@@ -315,3 +317,42 @@ def test_the_authorize_api_answers_the_spend_left(subscribed, operator_token):
     body = response.json()
     assert (body["allowed"], body["remaining"], body["spend_remaining"]) == (True, None, "0.7")
     assert body["spend_reservation"]["quantity"] == "0.3"
+
+
+def test_the_portal_form_sets_a_total_cap_and_the_page_shows_its_spend(
+    client, owner_a, subscribed, calls
+):
+    owner = signed_in(client, owner_a)
+    assert ingest(call_events(subscribed, "a", 30)).accepted == 30
+    form = owner.get(reverse("alerts:guardrails")).content.decode()
+    assert '<option value="">Total spend (all usage)</option>' in form
+
+    # The "Cap on" choice is left on units: a total spend cap is money whatever it says.
+    response = owner.post(
+        reverse("alerts:cap_set"),
+        {"meter": "", "measure": "units", "limit": "5", "on_exceed": "reject"},
+        headers=HTMX,
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 200, body
+    assert "Total spend on usage is capped at 5.00 USD of usage spend per billing" in body
+    assert "0.30 USD of 5.00 USD spent on usage" in body  # no window yet: measured
+    cap = Cap.objects.get()
+    assert (cap.meter, cap.measure, cap.limit) == (None, "money", 5)
+    services.authorize(customer=subscribed, meter=calls, quantity="20", now=NOW)
+    page = owner.get(reverse("alerts:guardrails")).content.decode()
+    assert 'id="cap-total-spend"' in page and "0.50 USD of 5.00 USD spent on usage" in page
+    change = owner.get(reverse("alerts:cap_set"), {"meter": ""}, headers=HTMX).content.decode()
+    assert "Change the cap on total spend" in change and 'value="5"' in change
+
+
+def test_the_portal_refuses_a_total_cap_without_priced_usage(client, owner_a, calls):
+    response = signed_in(client, owner_a).post(
+        reverse("alerts:cap_set"),
+        {"meter": "", "measure": "money", "limit": "5", "on_exceed": "reject"},
+        headers=HTMX,
+    )
+    assert response.status_code == 422
+    assert "prices no usage" in response.content.decode()
+    assert not Cap.objects.exists()
