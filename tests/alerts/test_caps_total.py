@@ -10,6 +10,7 @@ from django.urls import reverse
 from accounts.errors import InvalidInput
 from alerts import services
 from alerts.models import Cap, CapReservation, CapWindow
+from alerts.services import rules as rule_services
 from invoicing.rating import usage_amount
 from invoicing.selectors import meter_price
 from metering.ingest import events_ingest
@@ -356,3 +357,19 @@ def test_the_portal_refuses_a_total_cap_without_priced_usage(client, owner_a, ca
     assert response.status_code == 422
     assert "prices no usage" in response.content.decode()
     assert not Cap.objects.exists()
+
+
+def test_a_total_cap_is_not_a_meters_hard_cap_for_rules(subscribed, calls):
+    services.cap_set(actor=None, customer=subscribed, meter=None, limit="10", measure="money")
+    with pytest.raises(InvalidInput) as refused:
+        rule_services.rule_create(
+            actor=None, customer=subscribed, meter=calls, basis="percent_cap", levels=["80"]
+        )
+    assert refused.value.code == "no_hard_cap"
+    # Rules on the meter's units and on total spend are untouched by it.
+    rule_services.rule_create(
+        actor=None, customer=subscribed, meter=calls, basis="units", levels=["5000"]
+    )
+    rule_services.rule_create(
+        actor=None, customer=subscribed, meter=None, basis="money", levels=["8"]
+    )
