@@ -430,7 +430,10 @@ def _create(customer: Customer, plan: Guardrails, meters, *, now: datetime) -> N
 def _create_rules(customer: Customer, specs: list[dict], meters) -> None:
     names = set(AlertRule.objects.filter(customer=customer).values_list("name", flat=True))
     caps = {
-        cap.meter.code: cap for cap in Cap.objects.filter(customer=customer).select_related("meter")
+        cap.meter.code: cap
+        for cap in Cap.objects.filter(customer=customer, meter__isnull=False).select_related(
+            "meter"
+        )
     }
     for spec in specs:
         if spec["name"] in names:

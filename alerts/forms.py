@@ -27,8 +27,9 @@ def _meter_choices(meters, *, extra: tuple[str, str] | None = None) -> list[tupl
 class CapForm(PageForm):
     id_prefix = "cap"
 
-    # The code as typed or chosen: the service names an unknown meter in its answer.
-    meter = forms.CharField(max_length=128, widget=forms.Select)
+    # The code as typed or chosen: the service names an unknown meter in its answer. Blank
+    # (TOTAL_SPEND) caps the total spend on usage.
+    meter = forms.CharField(max_length=128, required=False, widget=forms.Select)
     measure = forms.ChoiceField(
         label="Cap on",
         choices=[(Cap.Measure.UNITS, "Units"), (Cap.Measure.MONEY, "Spend")],
@@ -38,7 +39,8 @@ class CapForm(PageForm):
     limit = forms.CharField(
         max_length=60,
         help_text="Per billing period: units of the meter, or spend on it in your plan's "
-        "currency. 0 stops all usage.",
+        "currency. Total spend counts every usage charge (not the plan's fixed fees) and is "
+        "always in money. 0 stops all usage.",
     )
     on_exceed = forms.ChoiceField(
         label="Past the cap",
@@ -49,12 +51,23 @@ class CapForm(PageForm):
 
     def __init__(self, *args, meters=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["meter"].widget.choices = _meter_choices([m for m in meters if m.is_additive])
+        cappable = [m for m in meters if m.is_additive]
+        self.fields["meter"].widget.choices = _meter_choices(
+            cappable, extra=(TOTAL_SPEND, "Total spend (all usage)")
+        )
+        if cappable and not self.is_bound and "meter" not in self.initial:
+            self.initial["meter"] = cappable[0].code  # blank would select total spend
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("meter", "").strip() == TOTAL_SPEND:
+            cleaned["measure"] = Cap.Measure.MONEY  # a total spend cap only counts money
+        return cleaned
 
     @classmethod
     def initial_from(cls, cap: Cap) -> dict:
         return {
-            "meter": cap.meter.code,
+            "meter": TOTAL_SPEND if cap.is_total else cap.meter.code,
             "measure": cap.measure,
             "limit": f"{cap.limit.normalize():f}",
             "on_exceed": cap.on_exceed,

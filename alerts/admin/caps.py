@@ -40,7 +40,7 @@ class CapWindowInline(ReadOnlyInline):
 class CapAdmin(ReadOnlyAdmin):
     list_display = [
         "customer",
-        "meter",
+        "capped",
         "measure",
         "limit",
         "on_exceed",
@@ -52,7 +52,7 @@ class CapAdmin(ReadOnlyAdmin):
     search_fields = ["customer__name", "customer__external_id", "meter__code"]
     fields = [
         "customer",
-        "meter",
+        "capped",
         "measure",
         "limit",
         "on_exceed",
@@ -62,6 +62,11 @@ class CapAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
     inlines = [CapWindowInline]
+
+    @admin.display(description="Meter", ordering="meter__code")
+    def capped(self, cap):
+        # No meter: the cap on the customer's total usage spend (its windows count money).
+        return "total spend" if cap.is_total else cap.meter
 
     @admin.display(description="Plan default")
     def plan_default_link(self, cap):

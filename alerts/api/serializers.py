@@ -53,6 +53,16 @@ class AuthorizationOutputSerializer(serializers.Serializer):
         "not capped for this customer.",
     )
     reservation = ReservationSerializer(allow_null=True)
+    spend_remaining = DecimalStringField(
+        allow_null=True,
+        help_text="Usage spend left under the customer's total spend cap after this "
+        "request, in the plan's currency; null when it has none.",
+    )
+    spend_reservation = ReservationSerializer(
+        allow_null=True,
+        help_text="The request's cost reserved in the total spend cap (quantity in money); "
+        "null when there is no total cap or the usage costs nothing.",
+    )
 
 
 class CapInputSerializer(StrictInputSerializer):
@@ -66,13 +76,34 @@ class CapCreateInputSerializer(CapInputSerializer):
         help_text="external_id of the customer. Required for operator keys; a customer key "
         "may leave it out (its own customer).",
     )
-    meter = MeterReferenceField(help_text="code of the meter to cap.")
+    meter = MeterReferenceField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="code of the meter to cap; null or left out caps the customer's total "
+        "spend on usage (every usage price of its plan; flat fees and discounts are not "
+        "usage), in money.",
+    )
+    measure = serializers.ChoiceField(
+        choices=Cap.Measure.choices,
+        required=False,
+        help_text="units (default for a meter) or money (the plan's currency; always for "
+        "a total spend cap).",
+    )
+
+    def validate(self, attrs):
+        if attrs.get("meter") is None:
+            attrs.setdefault("measure", Cap.Measure.MONEY)
+        return attrs
 
 
 class CapOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     customer = serializers.CharField(source="customer.external_id")
-    meter = serializers.CharField(source="meter.code")
+    meter = serializers.CharField(
+        source="meter.code", allow_null=True, help_text="null: the total spend cap."
+    )
+    measure = serializers.ChoiceField(choices=Cap.Measure.choices)
     limit = DecimalStringField()
     on_exceed = serializers.ChoiceField(choices=Cap.OnExceed.choices)
     created_at = serializers.DateTimeField()

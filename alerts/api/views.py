@@ -27,11 +27,12 @@ class AuthorizeApi(BaseApi):
 
     @extend_schema(
         summary="Authorize usage against a hard cap",
-        description="Before serving a customer's request, ask whether its cap allows "
-        "`quantity` more units of `meter` this billing period. When it does, the units are "
-        "reserved at once (one conditional update: concurrent requests never take more than "
-        "the cap between them) until usage consumes them or the reservation expires. "
-        "Needs `events:write` (operator keys). Always 200: `allowed` says the answer.",
+        description="Before serving a customer's request, ask whether its caps allow "
+        "`quantity` more units of `meter` this billing period: the meter's cap and the "
+        "total spend cap (the units' cost; both reserve or neither does). When they do, "
+        "the units are reserved at once (one conditional update: concurrent requests never "
+        "take more than the cap between them) until usage consumes them or the reservation "
+        "expires. Needs `events:write` (operator keys). Always 200: `allowed` says the answer.",
         request=AuthorizeInputSerializer,
         responses=responses({200: AuthorizationOutputSerializer}, 400, 415),
     )
@@ -66,9 +67,11 @@ class CapListApi(BaseApi):
 
     @extend_schema(
         summary="Set a hard cap",
-        description="Caps a count or sum meter per billing period; setting it again changes "
-        "it (the meter has one cap per customer). Needs `caps:write`. Operator keys must "
-        "name the `customer`.",
+        description="Caps a count or sum meter per billing period, or with no `meter` the "
+        "customer's total spend on usage (money, in the plan's currency: flat fees and "
+        "discounts are not usage); setting it again changes it (one cap per meter, and one "
+        "total cap, per customer). Needs `caps:write`. Operator keys must name the "
+        "`customer`.",
         request=CapCreateInputSerializer,
         responses=responses({201: CapOutputSerializer}, 400, 415),
     )
@@ -108,7 +111,12 @@ class CapDetailApi(BaseApi):
         cap = self.get_cap(cap_id)
         serializer = CapInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        changes = {"limit": cap.limit, "on_exceed": cap.on_exceed, **serializer.validated_data}
+        changes = {
+            "limit": cap.limit,
+            "on_exceed": cap.on_exceed,
+            "measure": cap.measure,
+            **serializer.validated_data,
+        }
         cap = services.cap_set(
             actor=request.auth, customer=cap.customer, meter=cap.meter, **changes
         )

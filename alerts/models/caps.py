@@ -1,4 +1,5 @@
-"""Caps: the customer's hard limits on a meter's usage per billing period.
+"""Caps: the customer's hard limits on a meter's usage, or on its total usage spend, per
+billing period.
 
 A ``Cap`` is the customer's setting. What it has let through in one billing period lives in
 one ``CapWindow`` row — the limit in force, recorded usage and live reservations — which
@@ -6,6 +7,10 @@ one ``CapWindow`` row — the limit in force, recorded usage and live reservatio
 requests can never take more than the cap between them and a lowered cap holds for every
 request after it (they all queue on that row's lock). A ``CapReservation`` is one
 authorized quantity not yet consumed; it expires if no usage consumes it.
+
+A cap without a meter is the customer's *total spend* cap: it holds the period's usage
+charges (every usage price of the plan; flat fees, commitments and discounts are fixed, not
+usage) to a money limit. Its window and reservations count money in the plan's currency.
 """
 
 from decimal import Decimal
@@ -30,7 +35,10 @@ class Cap(models.Model):
         MONEY = "money", "Spend on the meter, in the plan's currency"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="caps")
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="caps")
+    # None: the cap is on the total spend of all usage (always in money).
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, related_name="caps", null=True, blank=True
+    )
     measure = models.CharField(max_length=8, choices=Measure.choices, default=Measure.UNITS)
     limit = models.DecimalField(
         **QUANTITY, help_text="Units of the meter, or spend on it, per billing period."
@@ -47,11 +55,28 @@ class Cap(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["customer", "meter"], name="cap_one_per_meter"),
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=Q(meter__isnull=True),
+                name="cap_one_total_per_customer",
+            ),
+            models.CheckConstraint(
+                condition=Q(meter__isnull=False) | Q(measure="money"), name="cap_total_is_money"
+            ),
             models.CheckConstraint(condition=Q(limit__gte=0), name="cap_limit_not_negative"),
         ]
 
     def __str__(self):
-        return f"{self.customer}: {self.meter.code} capped at {self.limit.normalize():f}"
+        return f"{self.customer}: {self.subject} capped at {self.limit.normalize():f}"
+
+    @property
+    def is_total(self) -> bool:
+        return self.meter_id is None
+
+    @property
+    def subject(self) -> str:
+        """What the cap holds, for lists and messages: a meter's code, or total spend."""
+        return "total spend" if self.is_total else self.meter.code
 
 
 class CapWindow(models.Model):
@@ -62,7 +87,8 @@ class CapWindow(models.Model):
     cap = models.ForeignKey(Cap, on_delete=models.CASCADE, related_name="windows")
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
-    # In units: a money cap's limit converted with the plan's price for the meter.
+    # In units: a money cap's limit converted with the plan's price for the meter. A total
+    # spend cap's window (and its reservations) count money, in the plan's currency.
     limit = models.DecimalField(**QUANTITY, help_text="The cap's limit, as of its last change.")
     used = models.DecimalField(**QUANTITY, default=Decimal(0))
     reserved = models.DecimalField(**QUANTITY, default=Decimal(0))

@@ -12,6 +12,8 @@ from .caps import (
     caps_guard,
     parse_quantity,
     reservations_release_expired,
+    spend_so_far,
+    spend_terms,
 )
 from .endpoints import (
     endpoint_create,
@@ -60,4 +62,6 @@ __all__ = [
     "rule_create",
     "rule_delete",
     "rule_update",
+    "spend_so_far",
+    "spend_terms",
 ]

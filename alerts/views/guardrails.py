@@ -30,7 +30,7 @@ from metering import selectors as metering
 from metering.models import Meter
 
 from .. import services
-from ..forms import CapForm, RuleForm
+from ..forms import TOTAL_SPEND, CapForm, RuleForm
 from ..models import AlertRule, Cap, CapWindow
 
 PAGE = "alerts/guardrails.html"
@@ -63,15 +63,15 @@ def money(value: Decimal, currency: str) -> str:
 
 @dataclass
 class CapRow:
-    meter: Meter
+    meter: Meter | None  # None: the total spend on usage
     cap: Cap | None = None
     limit: str = ""  # the cap as the customer set it
-    used: str = ""  # this period's usage and reservations against it
+    used: str = ""  # this period's usage (total: spend) and reservations against it
     share: int = 0  # of the cap, for the bar (0-100)
 
     @property
     def cappable(self) -> bool:
-        return self.meter.is_additive
+        return self.meter is None or self.meter.is_additive
 
     @property
     def reached(self) -> bool:
@@ -120,6 +120,10 @@ def rule_condition(rule: AlertRule, unit: str, currency: str) -> str:
         f"When a day is more than {quantity(rule.sensitivity)} robust deviations from its "
         f"usual weekday{ignore}"
     )
+
+
+def cap_subject(cap: Cap) -> str:
+    return "Total spend on usage" if cap.is_total else cap.meter.name
 
 
 def rule_warning(rule: AlertRule, cap: Cap | None) -> str:
@@ -174,6 +178,10 @@ class GuardrailsMixin(PortalView):
                 cap__customer=self.customer, period_start__lte=now, period_end__gt=now
             )
         }
+        # The total spend row first: it holds every meter's usage charges together.
+        total = CapRow(meter=None, cap=caps.get(None))
+        if total.cap is not None:
+            total.limit, total.used, total.share = self._total_figures(total.cap, windows, now)
         rows = []
         for meter in self.meters():
             row = CapRow(meter=meter, cap=caps.get(meter.pk))
@@ -181,9 +189,20 @@ class GuardrailsMixin(PortalView):
                 row.limit, row.used, row.share = self._cap_figures(row.cap, windows, now)
             rows.append(row)
         # Capped meters first, then the ones that could be, then the rest.
-        return sorted(rows, key=lambda r: (r.cap is None, not r.cappable))
+        return [total, *sorted(rows, key=lambda r: (r.cap is None, not r.cappable))]
+
+    def cap_for(self, code: str | None) -> Cap | None:
+        """The cap a query names by its meter's code; blank is the total spend cap (absent
+        is none: an empty form)."""
+        if code is None:
+            return None
+        if code == TOTAL_SPEND:
+            return self.caps().get(None)
+        return next((c for c in self.caps().values() if c.meter and c.meter.code == code), None)
 
     def cap_limit(self, cap: Cap) -> str:
+        if cap.is_total:
+            return f"{money(cap.limit, self.currency())} of usage spend"
         if cap.measure == Cap.Measure.MONEY:
             return f"{money(cap.limit, self.currency())} of spend"
         return f"{quantity(cap.limit)} {cap.meter.unit_label}"
@@ -204,6 +223,18 @@ class GuardrailsMixin(PortalView):
         used = f"{quantity(taken)} of {quantity(units)} {unit}"
         share = 100 if units <= 0 else min(100, int(taken * 100 / units))
         return limit, used, share
+
+    def _total_figures(self, cap: Cap, windows: dict, now: datetime) -> tuple[str, str, int]:
+        window = windows.get(cap.pk)
+        if window is not None:
+            taken, limit = window.used + window.reserved, window.limit
+        else:
+            taken = services.spend_so_far(self.customer, now=now) or Decimal(0)
+            limit = cap.limit
+        currency = self.currency()
+        used = f"{money(taken, currency)} of {money(limit, currency)} spent on usage"
+        share = 100 if limit <= 0 else min(100, int(taken * 100 / limit))
+        return self.cap_limit(cap), used, share
 
     def rule_rows(self) -> list[RuleRow]:
         caps = self.caps()
@@ -269,9 +300,7 @@ class GuardrailsView(GuardrailsMixin):
     def get(self, request):
         overrides = {}
         # Without JavaScript, "Change" on a cap opens the page with its form filled in.
-        cap = next(
-            (c for c in self.caps().values() if c.meter.code == request.GET.get("cap")), None
-        )
+        cap = self.cap_for(request.GET.get("cap"))
         if cap is not None:
             overrides = self.cap_form_context(self.cap_form(initial=CapForm.initial_from(cap)), cap)
         return self.render_page(**overrides)
@@ -288,10 +317,10 @@ class CapSetView(GuardrailsMixin):
         # htmx asks for the form, filled in for a meter's cap ("Change") or empty ("Cancel").
         if not wants_partial(request):
             return redirect(reverse("alerts:guardrails") + self.anchor)
-        cap = next(
-            (c for c in self.caps().values() if c.meter.code == request.GET.get("meter")), None
-        )
+        cap = self.cap_for(request.GET.get("meter"))
         initial = CapForm.initial_from(cap) if cap else None
+        if cap is None and request.GET.get("meter") == TOTAL_SPEND:
+            initial = {"meter": TOTAL_SPEND, "measure": Cap.Measure.MONEY}
         return self.render(CAP_FORM, self.cap_form_context(self.cap_form(initial=initial), cap))
 
     def post(self, request):
@@ -310,7 +339,7 @@ class CapSetView(GuardrailsMixin):
                 add_domain_error(form, exc)
             else:
                 return self.done(
-                    f"{cap.meter.name} is capped at {self.cap_limit(cap)} per billing period.",
+                    f"{cap_subject(cap)} is capped at {self.cap_limit(cap)} per billing period.",
                     (CAP_FORM, self.cap_form_context(self.cap_form())),
                     self.caps_fragment(),
                     self.rules_fragment(),
@@ -332,14 +361,16 @@ class CapRemoveView(GuardrailsMixin):
         return self.render(
             CONFIRM_PAGE,
             {
-                "what": f"the hard cap on {self.object.meter.name}",
-                "consequence": "Usage of this meter will no longer be limited.",
+                "what": f"the hard cap on {cap_subject(self.object).lower()}",
+                "consequence": "Usage of this meter will no longer be limited."
+                if self.object.meter
+                else "Spend on usage will no longer be limited.",
                 "button": "Remove cap",
             },
         )
 
     def post(self, request, cap_id):
-        name = self.object.meter.name
+        name = cap_subject(self.object).lower() if self.object.is_total else self.object.meter.name
         services.cap_remove(actor=request.user, cap=self.object)
         return self.done(
             f"The cap on {name} is removed.",

@@ -103,7 +103,13 @@ def test_authorize_reserves_until_the_cap_then_denies_with_what_is_left(
     reservation = allowed.json()["reservation"]
     assert reservation["quantity"] == "80"
     assert CapReservation.objects.get().pk == reservation["id"]
-    assert denied.json() == {"allowed": False, "remaining": "20", "reservation": None}
+    assert denied.json() == {
+        "allowed": False,
+        "remaining": "20",
+        "reservation": None,
+        "spend_remaining": None,
+        "spend_reservation": None,
+    }
 
 
 def test_authorize_on_an_uncapped_meter_says_so(operator, customer_a, calls):
@@ -112,6 +118,8 @@ def test_authorize_on_an_uncapped_meter_says_so(operator, customer_a, calls):
         "allowed": True,
         "remaining": None,
         "reservation": None,
+        "spend_remaining": None,
+        "spend_reservation": None,
     }
 
 
