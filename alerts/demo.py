@@ -267,6 +267,17 @@ def _guardrails(
         plan.caps.append(
             {"meter": API, "limit": _nice(api * Decimal("1.6")), "on_exceed": Cap.OnExceed.FLAG}
         )
+    usage_spend = sum(recent.spend.values(), Decimal(0))
+    if showcase and usage_spend > 0:
+        # A cap on the whole usage bill, well above the recent periods': flagged, not refused.
+        plan.caps.append(
+            {
+                "meter": None,
+                "limit": _nice(usage_spend * 2),
+                "on_exceed": Cap.OnExceed.FLAG,
+                "measure": Cap.Measure.MONEY,
+            }
+        )
 
     spend = recent.spend.get(DATA, Decimal(0))
     money_cap = next((c for c in plan.caps if c.get("measure") == Cap.Measure.MONEY), None)
@@ -418,8 +429,9 @@ def _plan_defaults(subscriptions, meters) -> None:
 def _create(customer: Customer, plan: Guardrails, meters, *, now: datetime) -> None:
     have_caps = set(Cap.objects.filter(customer=customer).values_list("meter__code", flat=True))
     for spec in plan.caps:
-        if spec["meter"] not in have_caps:
-            cap_set(actor=None, customer=customer, **{**spec, "meter": meters[spec["meter"]]})
+        if spec["meter"] not in have_caps:  # None: the total spend cap
+            meter = meters[spec["meter"]] if spec["meter"] else None
+            cap_set(actor=None, customer=customer, **{**spec, "meter": meter})
     _create_rules(customer, plan.rules, meters)
     have_urls = set(WebhookEndpoint.objects.filter(customer=customer).values_list("url", flat=True))
     for spec in plan.endpoints:

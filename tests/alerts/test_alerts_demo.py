@@ -305,8 +305,10 @@ def test_guardrails_of_every_kind_are_set_through_the_services(customers):
     caps = Cap.objects.select_related("customer", "meter")
     assert {c.measure for c in caps} == {"units", "money"}
     assert {c.on_exceed for c in caps} == {"reject", "flag"}
-    money = caps.get(measure="money")
+    money = caps.get(measure="money", meter__isnull=False)
     assert invoicing.meter_price(customer=money.customer, meter=money.meter) is not None
+    total = caps.get(meter__isnull=True)  # Northwind's cap on its whole usage bill
+    assert (total.measure, total.on_exceed) == ("money", "flag")
     assert caps.filter(plan_default__isnull=False).exists()
     for cap in caps.filter(on_exceed="reject"):
         # Generous: the demo's own usage is never refused.
