@@ -246,7 +246,12 @@ def cap_remove(*, actor: Actor, cap: Cap) -> None:
         action="cap.removed",
         obj=cap,
         customer=cap.customer,
-        before={"meter": cap.meter.code if cap.meter else None, **_cap_state(cap)},
+        # plan_default: a copy of a plan's default that a person removed stays removed.
+        before={
+            "meter": cap.meter.code if cap.meter else None,
+            **_cap_state(cap),
+            "plan_default": cap.plan_default_id,
+        },
     )
     cap.delete()
 

@@ -598,14 +598,16 @@ def plan_subscribers(plan_ids, *, now: datetime) -> dict[int, set[int]]:
     return found
 
 
-def _declined(template_ids) -> set[tuple[int, int]]:
+def _declined(
+    template_ids, *, model=AlertRule, actions=("alert_rule.changed", "alert_rule.removed")
+):
     """(customer id, template id) of copies a person changed or removed: the template is
     not copied onto that customer again. (The audit log is where that fact lives: the
-    change itself nulls the copy's link.)"""
+    change itself nulls the copy's link, and a removal leaves no row.)"""
     rows = (
         AuditLog.objects.filter(
-            action__in=["alert_rule.changed", "alert_rule.removed"],
-            object_type=AlertRule._meta.label_lower,
+            action__in=list(actions),
+            object_type=model._meta.label_lower,
             before__plan_default__in=list(template_ids),
         )
         .filter(Q(actor_user__isnull=False) | Q(actor_api_key__isnull=False))
@@ -704,7 +706,15 @@ def _apply_caps(plan: Plan | None, subscribers, applied: PlanDefaultsApplied) ->
             cap_remove(actor=None, cap=cap)
             applied.caps_removed += 1
 
-    wanted = {(c, d.meter_id): d for d in defaults for c in subscribers[d.plan_id]}
+    # A copy a person removed stays removed (a change detaches it, and it then counts as
+    # the customer's own cap below).
+    declined = _declined([d.pk for d in defaults], model=Cap, actions=("cap.removed",))
+    wanted = {
+        (c, d.meter_id): d
+        for d in defaults
+        for c in subscribers[d.plan_id]
+        if (c, d.pk) not in declined
+    }
     if not wanted:
         return
     caps = {

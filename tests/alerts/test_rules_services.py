@@ -455,6 +455,18 @@ def test_a_customers_own_cap_change_detaches_it(growth, subscribers, calls, pers
     assert (mine.limit, mine.plan_default) == (100, None)
 
 
+def test_a_default_cap_a_customer_removed_stays_removed(growth, subscribers, calls, person):
+    services.plan_cap_default_set(actor=None, plan=growth.plan, meter=calls, limit="5000")
+    from alerts.services import cap_remove
+
+    cap_remove(actor=person, cap=Cap.objects.get(customer=subscribers[0]))
+    services.plan_cap_default_set(actor=None, plan=growth.plan, meter=calls, limit="6000")
+    services.plan_defaults_apply()
+
+    assert not Cap.objects.filter(customer=subscribers[0]).exists()
+    assert set(Cap.objects.values_list("limit", flat=True)) == {6000}  # the others follow
+
+
 def test_a_money_cap_default_needs_a_plan_that_prices_the_meter(growth, calls):
     data = data_meter()
     refused("meter_not_priced", "measure", services.plan_cap_default_set, actor=None,
