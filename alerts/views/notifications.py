@@ -7,7 +7,6 @@ read state, not a change to the customer's data, so those posts name no ability 
 """
 
 import json
-from datetime import datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -19,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts.views.mixins import FORM_INVALID, PortalView, wants_partial
 from metering import selectors as metering
+from metering.views.forms import DayRangeForm
 
 from .. import selectors, services
 from ..context_processors import forget_alerts_nav
@@ -36,7 +36,6 @@ FLASH = "accounts/_flash.html"
 
 NOTIFICATIONS_PER_PAGE = 25
 HISTORY_PER_PAGE = 25
-MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
 class SeenStateView(PortalView):
@@ -125,14 +124,9 @@ class AlertSeenView(SeenStateView):
 # --- History ----------------------------------------------------------------------------
 
 
-class DateInput(forms.DateInput):
-    input_type = "date"
+class HistoryFilterForm(DayRangeForm):
+    field_order = ["status", "kind", "meter", "start", "end"]
 
-    def __init__(self):
-        super().__init__(format="%Y-%m-%d")
-
-
-class HistoryFilterForm(forms.Form):
     status = forms.ChoiceField(
         required=False, choices=[("", "Any status"), *Alert.Status.choices], label="Status"
     )
@@ -140,55 +134,18 @@ class HistoryFilterForm(forms.Form):
         required=False, choices=[("", "Any kind"), *AlertRule.Kind.choices], label="Kind"
     )
     meter = forms.ChoiceField(required=False, label="Meter")
-    start = forms.DateField(
-        required=False,
-        label="From",
-        widget=DateInput(),
-        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
-    )
-    end = forms.DateField(
-        required=False,
-        label="To",
-        widget=DateInput(),
-        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
-    )
 
     def __init__(self, data, *, meters, zone: ZoneInfo):
-        super().__init__(data)
+        super().__init__(data, zone=zone)
         self.meters = {m.code: m for m in meters}
-        self.zone = zone
         self.fields["meter"].choices = [("", "Any meter")] + [
             (m.code, m.name) for m in self.meters.values()
         ]
 
-    def _clean_date(self, name: str):
-        value = self.cleaned_data[name]
-        if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
-            raise forms.ValidationError(f"Enter a date between {MIN_YEAR} and {MAX_YEAR}.")
-        return value
-
-    def clean_start(self):
-        return self._clean_date("start")
-
-    def clean_end(self):
-        return self._clean_date("end")
-
-    def clean(self):
-        data = super().clean()
-        start, end = data.get("start"), data.get("end")
-        if start and end and end < start:
-            self.add_error("end", "The end date is before the start date.")
-        return data
-
     def filters(self) -> dict:
         """The selector's arguments: dates are whole days in the customer's time zone."""
         data = self.cleaned_data
-        start, end = data.get("start"), data.get("end")
-        since = datetime(start.year, start.month, start.day, tzinfo=self.zone) if start else None
-        until = None
-        if end:
-            after = end + timedelta(days=1)
-            until = datetime(after.year, after.month, after.day, tzinfo=self.zone)
+        since, until = self.time_range()
         return {
             "status": data.get("status") or None,
             "kind": data.get("kind") or None,

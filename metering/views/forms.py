@@ -39,8 +39,10 @@ class DateInput(forms.DateInput):
         super().__init__(format="%Y-%m-%d")
 
 
-class EventFilterForm(forms.Form):
-    meter = forms.ChoiceField(required=False, label="Meter")
+class DayRangeForm(forms.Form):
+    """A From/To pair of days in the customer's time zone, as portal filters ask for them
+    (the events page, the alert history): checked, and turned into ``[since, until)``."""
+
     start = forms.DateField(
         required=False,
         label="From",
@@ -53,22 +55,10 @@ class EventFilterForm(forms.Form):
         widget=DateInput(),
         error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
     )
-    property = forms.CharField(
-        required=False,
-        label="Property",
-        max_length=300,
-        widget=forms.TextInput(attrs={"placeholder": "region=eu-west", "spellcheck": "false"}),
-    )
-    after = forms.CharField(required=False, widget=forms.HiddenInput)
-    before = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, data, *, meters, zone: ZoneInfo):
+    def __init__(self, data, *, zone: ZoneInfo):
         super().__init__(data)
-        self.meters = {m.code: m for m in meters}
         self.zone = zone
-        self.fields["meter"].choices = [("", "All events")] + [
-            (m.code, f"{m.name} ({m.code})") for m in meters
-        ]
 
     def _clean_date(self, name: str):
         value = self.cleaned_data[name]
@@ -81,6 +71,45 @@ class EventFilterForm(forms.Form):
 
     def clean_end(self):
         return self._clean_date("end")
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and end < start:
+            self.add_error("end", "The end date is before the start date.")
+        return data
+
+    def time_range(self) -> tuple[datetime | None, datetime | None]:
+        """``[since, until)``: from midnight of the first day to midnight after the last,
+        both in the customer's time zone."""
+        start, end = self.cleaned_data.get("start"), self.cleaned_data.get("end")
+        since = datetime(start.year, start.month, start.day, tzinfo=self.zone) if start else None
+        until = None
+        if end:
+            next_day = end + timedelta(days=1)
+            until = datetime(next_day.year, next_day.month, next_day.day, tzinfo=self.zone)
+        return since, until
+
+
+class EventFilterForm(DayRangeForm):
+    field_order = ["meter", "start", "end", "property"]
+
+    meter = forms.ChoiceField(required=False, label="Meter")
+    property = forms.CharField(
+        required=False,
+        label="Property",
+        max_length=300,
+        widget=forms.TextInput(attrs={"placeholder": "region=eu-west", "spellcheck": "false"}),
+    )
+    after = forms.CharField(required=False, widget=forms.HiddenInput)
+    before = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, data, *, meters, zone: ZoneInfo):
+        super().__init__(data, zone=zone)
+        self.meters = {m.code: m for m in meters}
+        self.fields["meter"].choices = [("", "All events")] + [
+            (m.code, f"{m.name} ({m.code})") for m in meters
+        ]
 
     def clean_property(self) -> tuple[str, str] | None:
         text = self.cleaned_data["property"]
@@ -111,28 +140,10 @@ class EventFilterForm(forms.Form):
     def clean_before(self):
         return self._clean_cursor("before")
 
-    def clean(self):
-        data = super().clean()
-        start, end = data.get("start"), data.get("end")
-        if start and end and end < start:
-            self.add_error("end", "The end date is before the start date.")
-        return data
-
     # --- What the form asks for, once valid -------------------------------------------
 
     def meter_selected(self):
         return self.meters.get(self.cleaned_data.get("meter") or "")
-
-    def time_range(self) -> tuple[datetime | None, datetime | None]:
-        """``[start, end)`` in UTC: from midnight of the first day to midnight after the
-        last, both in the customer's time zone."""
-        start, end = self.cleaned_data.get("start"), self.cleaned_data.get("end")
-        since = datetime(start.year, start.month, start.day, tzinfo=self.zone) if start else None
-        until = None
-        if end:
-            next_day = end + timedelta(days=1)
-            until = datetime(next_day.year, next_day.month, next_day.day, tzinfo=self.zone)
-        return since, until
 
     def filter_params(self) -> dict[str, str]:
         """The filters as query parameters, without the page cursor (for links and CSV)."""
