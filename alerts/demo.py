@@ -72,7 +72,8 @@ from .models import (
 from .services import cap_set, endpoint_create
 from .services import evaluation as engine
 from .services.outbox import SWEEP_BATCH, deliveries_sweep
-from .services.rules import plan_cap_default_set, plan_defaults_apply, rule_create
+from .services.plan_defaults import plan_cap_default_set, plan_defaults_apply
+from .services.rules import rule_create
 
 API, DATA = "api_call", "data_processed"
 METER_CODES = (API, DATA)

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from . import services
-from .services import evaluation, outbox, rules
+from .services import evaluation, outbox, plan_defaults
 
 
 @shared_task(acks_late=True)
@@ -43,4 +43,4 @@ def rules_evaluate() -> int:
 def plan_defaults_apply() -> None:
     """Bring new subscribers and plan changes in line with their plans' default rules and
     caps (idempotent)."""
-    rules.plan_defaults_apply()
+    plan_defaults.plan_defaults_apply()

@@ -14,7 +14,7 @@ from invoicing.admin.forms import ConfirmForm
 from metering.admin import ReadOnlyAdmin
 
 from ..models import Cap, CapWindow, PlanCapDefault
-from ..services import rules as services
+from ..services import plan_defaults as services
 from ._shared import counted
 from .forms import PlanCapDefaultForm
 

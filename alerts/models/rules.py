@@ -38,7 +38,7 @@ class AlertRule(models.Model):
         PERCENT_CAP = "percent_cap", "Percent of the hard cap"
 
     # A rule belongs to a customer, or is an operator's default for a plan's subscribers
-    # (materialized as a customer rule pointing back at it; see services.plan_defaults_apply).
+    # (materialized as a customer rule pointing back at it; see services.plan_defaults).
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="alert_rules"
     )

@@ -24,16 +24,13 @@ from .endpoints import (
     endpoint_update,
 )
 from .history import alerts_mark_seen
-from .rules import (
+from .plan_defaults import (
     PlanDefaultsApplied,
-    meter_lookup,
     plan_cap_default_remove,
     plan_cap_default_set,
     plan_defaults_apply,
-    rule_create,
-    rule_delete,
-    rule_update,
 )
+from .rules import meter_lookup, rule_create, rule_delete, rule_update
 
 __all__ = [
     "MAX_QUANTITY",

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import AuditLog
+from alerts import services as rule_services
 from alerts.models import (
     AlertRule,
     Cap,
@@ -26,7 +27,6 @@ from alerts.models import (
     WebhookSecret,
 )
 from alerts.services import cap_set, endpoint_create, endpoint_rotate_secret
-from alerts.services import rules as rule_services
 from tests.accounts.factories import ContactFactory, CustomerFactory, UserFactory
 from tests.alerts.alert_factories import make_alert, make_delivery
 from tests.alerts.receivers import Receiver

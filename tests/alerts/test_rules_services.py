@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from accounts.errors import InvalidInput
 from accounts.models import AuditLog, Persona
+from alerts import services
 from alerts.models import AlertRule, Cap, PlanCapDefault
 from alerts.services import cap_set
-from alerts.services import rules as services
+from alerts.services.rules import DEFAULTS
 from invoicing import services as invoicing
 from tests.accounts.factories import CustomerFactory, UserFactory
 from tests.invoicing.factories import per_unit, plan_version, subscribe
@@ -64,7 +65,7 @@ def test_a_threshold_rule_keeps_its_levels_ascending_and_nothing_its_kind_does_n
     assert rule.levels == [Decimal(50000), Decimal("65000.5"), Decimal(80000)]
     assert (rule.kind, rule.basis, rule.enabled) == ("threshold", "units", True)
     assert rule.audience == list(Persona.values)
-    assert [getattr(rule, f) for f in services.DEFAULTS] == [None] * len(services.DEFAULTS)
+    assert [getattr(rule, f) for f in DEFAULTS] == [None] * len(DEFAULTS)
 
 
 def test_a_meter_can_be_given_by_its_code(customer_a, calls):
