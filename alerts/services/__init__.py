@@ -12,8 +12,6 @@ from .caps import (
     caps_guard,
     parse_quantity,
     reservations_release_expired,
-    spend_so_far,
-    spend_terms,
 )
 from .endpoints import (
     endpoint_create,
@@ -31,6 +29,7 @@ from .plan_defaults import (
     plan_defaults_apply,
 )
 from .rules import meter_lookup, rule_create, rule_delete, rule_update
+from .spend import spend_so_far, spend_terms
 
 __all__ = [
     "MAX_QUANTITY",

@@ -10,7 +10,7 @@ zero: a volume price that falls past a tier bound gives nothing back to the cap)
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, Decimal, localcontext
+from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -20,13 +20,14 @@ from accounts.errors import InvalidInput
 from accounts.models import Customer
 from accounts.services import Actor, audit_record, exact_decimal
 from invoicing import selectors as invoicing
-from invoicing.rating import UsagePrice, units_within, usage_amount
+from invoicing.rating import units_within
 from metering import selectors as metering
 from metering.hooks import GuardVerdict, NewEvent
 from metering.ingest import event_quantity
 from metering.models import Meter
 
 from ..models import Cap, CapReservation, CapWindow
+from .spend import SpendTerms, spend_terms, usage_charges, usage_cost
 
 MAX_QUANTITY = Decimal("1e24")  # the column holds 26 digits before the point
 # The usage of an authorized request follows within seconds; this covers its retries.
@@ -42,67 +43,6 @@ def parse_quantity(value, *, field: str, allow_zero: bool = False) -> Decimal:
     if quantity >= MAX_QUANTITY or quantity != quantity.quantize(Decimal("1e-12")):
         raise InvalidInput(f"{field} has too many digits (at most 12 decimals).", field=field)
     return quantity
-
-
-@dataclass(frozen=True)
-class SpendTerms:
-    """What the customer's current plan version charges for usage: a total spend cap's
-    prices (additive meters only: their usage grows event by event) and currency."""
-
-    prices: dict[int, UsagePrice]  # meter id -> its usage price
-    meters: dict[int, Meter]
-    currency: str
-
-
-def spend_terms(customer: Customer) -> SpendTerms | None:
-    """The customer's usage prices, or ``None`` when no subscription prices any usage."""
-    subscription = invoicing.subscription_current(customer=customer)
-    if subscription is None:
-        return None
-    prices = invoicing.plan_version_terms(subscription.plan_version).prices
-    meters = {m.pk: m for m in Meter.objects.filter(pk__in=prices) if m.is_additive}
-    if not meters:
-        return None
-    return SpendTerms(
-        prices={pk: prices[pk] for pk in meters},
-        meters=meters,
-        currency=subscription.plan_version.plan.currency,
-    )
-
-
-_MONEY_STEP = Decimal("1e-12")  # the window columns' scale
-
-
-def usage_cost(price: UsagePrice, before: Decimal, quantity: Decimal) -> Decimal:
-    """What ``quantity`` more units cost after ``before`` units this period: rounded up to
-    the columns' 12 decimals (the cap never counts less than the charge), never negative."""
-    with localcontext(prec=80):
-        cost = usage_amount(price, before + quantity) - usage_amount(price, before)
-        return max(cost, Decimal(0)).quantize(_MONEY_STEP, rounding=ROUND_CEILING)
-
-
-def _spend_so_far(customer: Customer, terms: SpendTerms, start: datetime, end: datetime):
-    return sum(
-        (
-            usage_cost(
-                terms.prices[pk],
-                Decimal(0),
-                metering.usage_total(customer=customer, meter=meter, start=start, end=end),
-            )
-            for pk, meter in terms.meters.items()
-        ),
-        Decimal(0),
-    )
-
-
-def spend_so_far(customer: Customer, *, now: datetime) -> Decimal | None:
-    """The usage charges of the customer's billing period at ``now`` (what a total spend
-    cap counts), or ``None`` when its plan prices no usage."""
-    terms = spend_terms(customer)
-    if terms is None:
-        return None
-    period = metering.current_period(customer, now)
-    return _spend_so_far(customer, terms, period.start, period.end)
 
 
 def cap_units(cap: Cap) -> Decimal:
@@ -283,7 +223,7 @@ def _window(cap: Cap, now: datetime) -> CapWindow:
             used = (
                 Decimal(0)
                 if terms is None
-                else _spend_so_far(cap.customer, terms, period.start, period.end)
+                else usage_charges(cap.customer, terms, period.start, period.end)
             )
         else:
             used = metering.usage_total(
