@@ -74,6 +74,7 @@ from .services import evaluation as engine
 from .services.outbox import SWEEP_BATCH, deliveries_sweep
 from .services.plan_defaults import plan_cap_default_set, plan_defaults_apply
 from .services.rules import rule_create
+from .services.subjects import Subjects
 
 API, DATA = "api_call", "data_processed"
 METER_CODES = (API, DATA)
@@ -574,7 +575,7 @@ def _unusual_yesterday(rule: AlertRule, series: dict[date, Decimal], day: date) 
     return abs(yesterday - median) >= (rule.sensitivity or Decimal(6)) * sigma * Decimal("0.8")
 
 
-def _evaluate_rule(rule: AlertRule, subjects: engine.Subjects) -> None:
+def _evaluate_rule(rule: AlertRule, subjects: Subjects) -> None:
     """One scheduled rule at the subjects' moment, as Beat's pass evaluates each rule.
     (``rules_evaluate_scheduled`` runs every rule of every customer; the replay asks one
     customer's rules at the moments that matter to them.)"""
@@ -597,7 +598,7 @@ def _replay(customer: Customer, *, now: datetime, periods: int) -> None:
     # Thresholds: ask at the hour each level was first reached in each period.
     thresholds = [r for r in rules if r.kind == AlertRule.Kind.THRESHOLD and r.meter_id]
     for period in periods:
-        subjects = engine.Subjects(min(period.end - timedelta(seconds=1), now))
+        subjects = Subjects(min(period.end - timedelta(seconds=1), now))
         wanted: dict[int, dict[Decimal, list[tuple[AlertRule, Decimal]]]] = defaultdict(dict)
         for rule in thresholds:
             for level in rule.levels:
@@ -661,7 +662,7 @@ def _replay(customer: Customer, *, now: datetime, periods: int) -> None:
 def _ask(customer: Customer, moment: datetime, asked: Moment) -> None:
     if asked.thresholds:
         engine.thresholds_evaluate({(customer.pk, m) for m in asked.thresholds}, now=moment)
-    subjects = engine.Subjects(moment)
+    subjects = Subjects(moment)
     seen = set()
     for rule in asked.rules:
         if rule.pk not in seen:
